@@ -1,0 +1,44 @@
+// Package verifier is what a gRPC service imports to accept jitgrant grants.
+//
+// A grant is a minutes-long X.509-SVID whose private extension (package
+// grant) lists the methods, and optionally the resources, its holder may
+// call. The verifier checks it twice:
+//
+//   - In the mTLS handshake, transport credentials built on go-spiffe's
+//     tlsconfig verify the client's chain against a trust bundle source and
+//     parse the grant once per connection. The handshake returns grpc-go's
+//     own [credentials.TLSInfo], with SPIFFEID set, so that grpc-go's authz
+//     interceptor and any other code that type-asserts it keeps working.
+//   - On every RPC, unary and stream interceptors decide, in this order:
+//     verified peer (else Unauthenticated), grant present, method in scope,
+//     resource in scope, not expired now (a connection can outlive its
+//     certificate), not revoked, use limit not exceeded. Each denial is
+//     PermissionDenied with a short message; the detail goes to the log and
+//     to the decision counters.
+//
+// [Verifier.ServerOptions] returns the credentials and both interceptors
+// together, so that nobody installs one without the other:
+//
+//	v, err := verifier.New(verifier.Config{
+//		SVIDSource:   source, // the service's own SVID, e.g. a workloadapi.X509Source
+//		BundleSource: source, // the trust bundles, e.g. the same source
+//		ResourceFields: map[string]string{
+//			"/bank.v1.Ledger/Refund": "account",
+//		},
+//	})
+//	if err != nil { ... }
+//	srv := grpc.NewServer(v.ServerOptions()...)
+//
+// Handlers read the grant with [GrantFromContext] and the caller's SPIFFE ID
+// with [PeerIDFromContext].
+//
+// The per-RPC decision does no I/O and does not allocate: the grant is parsed
+// once per connection into a cache keyed by the peer's leaf certificate and
+// dropped when the connection closes or the certificate expires; revocations
+// are answered from memory ([RevocationSet]); use counts are atomic counters
+// shared by every connection of one grant. The one allocation per RPC is the
+// context value that carries the grant to the handler.
+//
+// The package depends on neither the issuer nor its storage or policy
+// engine.
+package verifier

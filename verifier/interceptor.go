@@ -1,0 +1,157 @@
+package verifier
+
+import (
+	"context"
+	"strings"
+
+	"github.com/jitgrant/jitgrant/grant"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// UnaryInterceptor authorizes a unary RPC. It is a grpc.UnaryServerInterceptor.
+func (v *Verifier) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	pc := v.lookup(ctx)
+	r, resource := v.decide(pc, info.FullMethod, req, false)
+	v.record(ctx, r, pc, info.FullMethod, resource)
+	if !r.allowed() {
+		return nil, denial(r, info.FullMethod)
+	}
+	return handler(newContext(ctx, pc), req)
+}
+
+// StreamInterceptor authorizes a streaming RPC when it starts. For a method
+// with a resource field, the resource of each message the client sends is
+// checked as it arrives. It is a grpc.StreamServerInterceptor.
+func (v *Verifier) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx := ss.Context()
+	pc := v.lookup(ctx)
+	r, _ := v.decide(pc, info.FullMethod, nil, true)
+	v.record(ctx, r, pc, info.FullMethod, "")
+	if !r.allowed() {
+		return denial(r, info.FullMethod)
+	}
+	ws := &stream{ServerStream: ss, ctx: newContext(ctx, pc)}
+	if field, ok := v.fields[info.FullMethod]; ok && r == reasonAllowed {
+		ws.v, ws.pc, ws.method, ws.field = v, pc, info.FullMethod, field
+	}
+	return handler(srv, ws)
+}
+
+// stream carries the grant in its context and, when v is set, checks the
+// resource of every message received.
+type stream struct {
+	grpc.ServerStream
+	ctx    context.Context
+	v      *Verifier
+	pc     *peerConn
+	method string
+	field  string
+}
+
+func (s *stream) Context() context.Context { return s.ctx }
+
+func (s *stream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil || s.v == nil {
+		return err
+	}
+	r := reasonAllowed
+	resource, ok := readResource(m, s.field)
+	if !ok {
+		r = reasonResourceField
+	} else if s.pc.match.Authorize(s.method, resource) != grant.Allowed {
+		r = reasonResource
+	}
+	if r != reasonAllowed {
+		s.v.record(s.ctx, r, s.pc, s.method, resource)
+		return denial(r, s.method)
+	}
+	return nil
+}
+
+// denial is the status a client sees: the code and a short reason, no more.
+func denial(r reason, method string) error {
+	switch r {
+	case reasonUnauthenticated:
+		return status.Error(codes.Unauthenticated, "jitgrant: peer not verified")
+	case reasonNoGrant, reasonMethod:
+		return status.Error(codes.PermissionDenied, "jitgrant: no grant for "+method)
+	case reasonResource, reasonResourceField:
+		return status.Error(codes.PermissionDenied, "jitgrant: resource not granted for "+method)
+	case reasonNotYetValid:
+		return status.Error(codes.PermissionDenied, "jitgrant: grant not yet valid")
+	case reasonExpired:
+		return status.Error(codes.PermissionDenied, "jitgrant: grant expired")
+	case reasonRevoked:
+		return status.Error(codes.PermissionDenied, "jitgrant: grant revoked")
+	case reasonUseLimit:
+		return status.Error(codes.PermissionDenied, "jitgrant: grant use limit reached")
+	}
+	return status.Error(codes.PermissionDenied, "jitgrant: denied")
+}
+
+// readResource reads the resource of a call from its request message: the
+// string at the dotted field path, "" when a message on the path is unset. It
+// reports false when the path cannot be read from this message type (a
+// misconfiguration, denied: fail closed).
+func readResource(req any, path string) (string, bool) {
+	m, ok := req.(proto.Message)
+	if !ok || m == nil {
+		return "", false
+	}
+	return readField(m.ProtoReflect(), path)
+}
+
+func readField(msg protoreflect.Message, path string) (string, bool) {
+	for {
+		name, rest, nested := strings.Cut(path, ".")
+		fd := msg.Descriptor().Fields().ByName(protoreflect.Name(name))
+		if fd == nil || fd.IsList() || fd.IsMap() {
+			return "", false
+		}
+		if !nested {
+			if fd.Kind() != protoreflect.StringKind {
+				return "", false
+			}
+			return msg.Get(fd).String(), true
+		}
+		if fd.Message() == nil {
+			return "", false
+		}
+		if !msg.Has(fd) {
+			return "", true
+		}
+		msg, path = msg.Get(fd).Message(), rest
+	}
+}
+
+type ctxKey struct{}
+
+func newContext(ctx context.Context, pc *peerConn) context.Context {
+	return context.WithValue(ctx, ctxKey{}, pc)
+}
+
+// GrantFromContext returns the grant of the RPC in ctx, as the verifier's
+// interceptors checked it. It returns false in a handler of a public method
+// called without a grant, and outside a verified RPC.
+func GrantFromContext(ctx context.Context) (*grant.Grant, bool) {
+	pc, ok := ctx.Value(ctxKey{}).(*peerConn)
+	if !ok || pc.grant == nil {
+		return nil, false
+	}
+	return pc.grant, true
+}
+
+// PeerIDFromContext returns the SPIFFE ID of the verified caller of the RPC
+// in ctx.
+func PeerIDFromContext(ctx context.Context) (spiffeid.ID, bool) {
+	pc, ok := ctx.Value(ctxKey{}).(*peerConn)
+	if !ok {
+		return spiffeid.ID{}, false
+	}
+	return pc.id, true
+}
