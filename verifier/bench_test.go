@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jitgrant/jitgrant/grant"
+	"github.com/jitgrant/jitgrant/internal/testledger"
 	"github.com/jitgrant/jitgrant/issuer/ca"
 	"github.com/jitgrant/jitgrant/verifier"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -35,7 +36,7 @@ func benchServers(b *testing.B) (baseline, jitgrant string, client *x509svid.SVI
 	}
 	start := func(opts ...grpc.ServerOption) string {
 		srv := grpc.NewServer(opts...)
-		srv.RegisterService(&ledgerDesc, nil)
+		srv.RegisterService(testledger.ServiceDesc(), nil)
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			b.Fatal(err)

@@ -31,6 +31,22 @@ type RevocationChecker interface {
 	Revoked(grantID string) bool
 }
 
+// Freshness is implemented by a RevocationChecker that can lose contact with
+// its source (a [Feed]). It is asked on every RPC that carries a grant and
+// must answer from memory.
+type Freshness interface {
+	// RefuseStale reports whether a grant whose certificate became valid
+	// at validFrom must be refused because the revocation data is stale.
+	RefuseStale(validFrom time.Time) bool
+}
+
+// UseReporter is implemented by a RevocationChecker that tells the issuer
+// about uses of grants with a use limit (a [Feed]). ReportUse is called on
+// the RPC path after a use is counted, so it must not block.
+type UseReporter interface {
+	ReportUse(grantID string)
+}
+
 // Config configures a [Verifier].
 type Config struct {
 	// SVIDSource supplies the service's own X.509-SVID. Required.
@@ -52,7 +68,8 @@ type Config struct {
 	// them (fail closed).
 	ResourceFields map[string]string
 	// Revocations answers whether a grant is revoked. Default: a new, empty
-	// RevocationSet (see Verifier.Revocations).
+	// RevocationSet (see Verifier.Revocations). When it also implements
+	// Freshness or UseReporter (a Feed does), the verifier uses those too.
 	Revocations RevocationChecker
 	// Clock returns the current time. Default: time.Now. It is used in the
 	// handshake (certificate validity) and on every RPC (grant expiry).

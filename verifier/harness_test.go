@@ -3,8 +3,6 @@ package verifier_test
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/jitgrant/jitgrant/grant"
 	"github.com/jitgrant/jitgrant/internal/fakeclock"
+	"github.com/jitgrant/jitgrant/internal/testledger"
 	"github.com/jitgrant/jitgrant/issuer/ca"
 	"github.com/jitgrant/jitgrant/verifier"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -21,19 +20,16 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// The test service, bank.v1.Ledger, is declared by hand over wrapperspb
-// messages so that the tests need no generated code. Every handler answers
-// with the ID of the grant it was called with; the resource of Refund,
-// Transfer and Deposit is the request's "value".
+// The test service is internal/testledger's bank.v1.Ledger, plus
+// ops.v1.Admin, a second service for the "another service" cases.
 const (
-	mGetBalance = "/bank.v1.Ledger/GetBalance"
-	mRefund     = "/bank.v1.Ledger/Refund"
-	mTransfer   = "/bank.v1.Ledger/Transfer"
-	mHistory    = "/bank.v1.Ledger/History" // server stream
-	mDeposit    = "/bank.v1.Ledger/Deposit" // client stream
+	mGetBalance = testledger.GetBalance
+	mRefund     = testledger.Refund
+	mTransfer   = testledger.Transfer
+	mHistory    = testledger.History
+	mDeposit    = testledger.Deposit
 	mOther      = "/ops.v1.Admin/Restart"
 )
 
@@ -43,74 +39,20 @@ var (
 	clientID = spiffeid.RequireFromPath(td, "/workload/payments")
 )
 
-func unaryHandler(fullMethod string) grpc.MethodDesc {
-	_, name := splitMethod(fullMethod)
-	return grpc.MethodDesc{
-		MethodName: name,
-		Handler: func(_ any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
-			in := new(wrapperspb.StringValue)
-			if err := dec(in); err != nil {
-				return nil, err
-			}
-			h := func(ctx context.Context, _ any) (any, error) { return grantReply(ctx), nil }
-			if icpt == nil {
-				return h(ctx, in)
-			}
-			return icpt(ctx, in, &grpc.UnaryServerInfo{FullMethod: fullMethod}, h)
-		},
+// adminDesc is ops.v1.Admin: Restart answers like the ledger's methods.
+func adminDesc() *grpc.ServiceDesc {
+	restart := testledger.ServiceDesc().Methods[0]
+	restart.MethodName = "Restart"
+	h := restart.Handler
+	restart.Handler = func(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+		if icpt == nil {
+			return h(srv, ctx, dec, nil)
+		}
+		return h(srv, ctx, dec, func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			return icpt(ctx, req, &grpc.UnaryServerInfo{FullMethod: mOther}, handler)
+		})
 	}
-}
-
-func grantReply(ctx context.Context) *wrapperspb.StringValue {
-	g, ok := verifier.GrantFromContext(ctx)
-	if !ok {
-		return wrapperspb.String("")
-	}
-	return wrapperspb.String(g.ID)
-}
-
-func splitMethod(full string) (string, string) {
-	i := bytes.LastIndexByte([]byte(full), '/')
-	return full[1:i], full[i+1:]
-}
-
-var ledgerDesc = grpc.ServiceDesc{
-	ServiceName: "bank.v1.Ledger",
-	HandlerType: (*any)(nil),
-	Methods:     []grpc.MethodDesc{unaryHandler(mGetBalance), unaryHandler(mRefund), unaryHandler(mTransfer)},
-	Streams: []grpc.StreamDesc{
-		{StreamName: "History", ServerStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
-			in := new(wrapperspb.StringValue)
-			if err := ss.RecvMsg(in); err != nil {
-				return err
-			}
-			for range 2 {
-				if err := ss.SendMsg(grantReply(ss.Context())); err != nil {
-					return err
-				}
-			}
-			return nil
-		}},
-		{StreamName: "Deposit", ClientStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
-			n := 0
-			for {
-				in := new(wrapperspb.StringValue)
-				if err := ss.RecvMsg(in); err != nil {
-					if n > 0 && errors.Is(err, io.EOF) {
-						return ss.SendMsg(wrapperspb.String("ok"))
-					}
-					return err
-				}
-				n++
-			}
-		}},
-	},
-}
-
-var adminDesc = grpc.ServiceDesc{
-	ServiceName: "ops.v1.Admin",
-	HandlerType: (*any)(nil),
-	Methods:     []grpc.MethodDesc{unaryHandler(mOther)},
+	return &grpc.ServiceDesc{ServiceName: "ops.v1.Admin", HandlerType: (*any)(nil), Methods: []grpc.MethodDesc{restart}}
 }
 
 // env is one protected test service on loopback, with its CA and clock.
@@ -161,7 +103,7 @@ func newEnv(t *testing.T, mutate func(*verifier.Config), extra ...grpc.ServerOpt
 	cfg := verifier.Config{
 		SVIDSource:     e.mint(serverID, time.Hour, nil),
 		BundleSource:   e.ca.Bundle(),
-		ResourceFields: map[string]string{mRefund: "value", mTransfer: "value", mDeposit: "value"},
+		ResourceFields: testledger.ResourceFields(),
 		Clock:          clock.Now,
 		Logger:         slog.New(slog.NewTextHandler(e.logs, nil)),
 	}
@@ -174,8 +116,8 @@ func newEnv(t *testing.T, mutate func(*verifier.Config), extra ...grpc.ServerOpt
 	}
 	e.v = v
 	srv := grpc.NewServer(append(v.ServerOptions(), extra...)...)
-	srv.RegisterService(&ledgerDesc, nil)
-	srv.RegisterService(&adminDesc, nil)
+	srv.RegisterService(testledger.ServiceDesc(), nil)
+	srv.RegisterService(adminDesc(), nil)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -212,11 +154,7 @@ func (e *env) dial(svid *x509svid.SVID) *grpc.ClientConn {
 
 // call makes a unary call and returns the grant ID the handler saw.
 func call(cc *grpc.ClientConn, method, resource string) (string, error) {
-	out := new(wrapperspb.StringValue)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := cc.Invoke(ctx, method, wrapperspb.String(resource), out)
-	return out.GetValue(), err
+	return testledger.Call(cc, method, resource)
 }
 
 func scopes(methods ...string) []grant.Scope {

@@ -88,6 +88,8 @@ func denial(r reason, method string) error {
 		return status.Error(codes.PermissionDenied, "jitgrant: grant expired")
 	case reasonRevoked:
 		return status.Error(codes.PermissionDenied, "jitgrant: grant revoked")
+	case reasonStale:
+		return status.Error(codes.PermissionDenied, "jitgrant: revocation status unknown")
 	case reasonUseLimit:
 		return status.Error(codes.PermissionDenied, "jitgrant: grant use limit reached")
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jitgrant/jitgrant/grant"
+	"github.com/jitgrant/jitgrant/internal/testledger"
 	"github.com/spiffe/go-spiffe/v2/spiffegrpc/grpccredentials"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -41,7 +42,7 @@ func TestPlainGoSPIFFEAcceptsGrant(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer(grpc.Creds(grpccredentials.MTLSServerCredentials(srvSVID, rt.Bundle(), tlsconfig.AuthorizeAny())))
-	srv.RegisterService(&ledgerDesc, nil)
+	srv.RegisterService(testledger.ServiceDesc(), nil)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ const (
 	reasonNotYetValid
 	reasonExpired
 	reasonRevoked
+	reasonStale
 	reasonUseLimit
 	numReasons
 )
@@ -35,6 +36,7 @@ var reasonNames = [numReasons]string{
 	reasonNotYetValid:     "not_yet_valid",
 	reasonExpired:         "expired",
 	reasonRevoked:         "revoked",
+	reasonStale:           "revocations_stale",
 	reasonUseLimit:        "use_limit_reached",
 }
 

@@ -57,6 +57,24 @@ func (s *RevocationSet) Revoked(grantID string) bool {
 	return ok
 }
 
+// Replace makes the set exactly the given IDs (grant ID -> expiry), as a
+// revocation feed's snapshot says. Each shard is swapped under its lock.
+func (s *RevocationSet) Replace(set map[string]time.Time) {
+	var parts [revocationShards]map[string]time.Time
+	for i := range parts {
+		parts[i] = make(map[string]time.Time)
+	}
+	for id, exp := range set {
+		parts[maphash.String(s.seed, id)%revocationShards][id] = exp
+	}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		sh.m = parts[i]
+		sh.mu.Unlock()
+	}
+}
+
 // Prune drops the IDs whose grants expired before now and returns how many
 // it dropped.
 func (s *RevocationSet) Prune(now time.Time) int {

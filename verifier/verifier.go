@@ -30,6 +30,8 @@ type Verifier struct {
 	fields   map[string]string
 	metrics  *metrics
 	revSet   *RevocationSet // cfg.Revocations when it is a *RevocationSet
+	fresh    Freshness      // cfg.Revocations when it implements Freshness
+	uses     UseReporter    // cfg.Revocations when it implements UseReporter
 	conns    sync.Map       // *x509.Certificate (peer leaf) -> *peerConn
 	counters sync.Map       // grant ID -> *useCounter
 	swept    atomic.Int64   // unix nanos of the last sweep
@@ -78,6 +80,11 @@ func New(cfg Config) (*Verifier, error) {
 		v.fields[m] = f
 	}
 	v.revSet, _ = cfg.Revocations.(*RevocationSet)
+	if f, ok := cfg.Revocations.(*Feed); ok {
+		v.revSet = f.Set()
+	}
+	v.fresh, _ = cfg.Revocations.(Freshness)
+	v.uses, _ = cfg.Revocations.(UseReporter)
 	v.swept.Store(cfg.Clock().UnixNano())
 	return v, nil
 }
@@ -225,8 +232,16 @@ func (v *Verifier) decide(pc *peerConn, method string, req any, stream bool) (re
 	if v.cfg.Revocations.Revoked(g.ID) {
 		return reasonRevoked, resource
 	}
-	if pc.uses != nil && !pc.uses.take() {
-		return reasonUseLimit, resource
+	if v.fresh != nil && v.fresh.RefuseStale(pc.notBefore) {
+		return reasonStale, resource
+	}
+	if pc.uses != nil {
+		if !pc.uses.take() {
+			return reasonUseLimit, resource
+		}
+		if v.uses != nil {
+			v.uses.ReportUse(g.ID)
+		}
 	}
 	return reasonAllowed, resource
 }

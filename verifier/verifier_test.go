@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jitgrant/jitgrant/grant"
+	"github.com/jitgrant/jitgrant/internal/testledger"
 	"github.com/jitgrant/jitgrant/issuer/ca"
 	"github.com/jitgrant/jitgrant/verifier"
 	"github.com/prometheus/client_golang/prometheus"
@@ -194,11 +195,8 @@ func TestUseLimits(t *testing.T) {
 
 func TestStreams(t *testing.T) {
 	e := newEnv(t, nil)
-	desc := func(name string, client bool) *grpc.StreamDesc {
-		return &grpc.StreamDesc{StreamName: name, ServerStreams: !client, ClientStreams: client}
-	}
 	history := func(cc *grpc.ClientConn) error {
-		s, err := cc.NewStream(context.Background(), desc("History", false), mHistory)
+		s, err := cc.NewStream(context.Background(), testledger.StreamDesc(mHistory), mHistory)
 		if err != nil {
 			return err
 		}
@@ -216,7 +214,7 @@ func TestStreams(t *testing.T) {
 		}
 	}
 	deposit := func(cc *grpc.ClientConn, resources ...string) error {
-		s, err := cc.NewStream(context.Background(), desc("Deposit", true), mDeposit)
+		s, err := cc.NewStream(context.Background(), testledger.StreamDesc(mDeposit), mDeposit)
 		if err != nil {
 			return err
 		}

@@ -461,8 +461,10 @@ type AccessRequest struct {
 	// True when the request carried a CSR: the key stays with the requester.
 	HasCsr bool `protobuf:"varint,20,opt,name=has_csr,json=hasCsr,proto3" json:"has_csr,omitempty"`
 	// Who ended the request (denied, canceled, revoked), and why.
-	EndedBy       string `protobuf:"bytes,21,opt,name=ended_by,json=endedBy,proto3" json:"ended_by,omitempty"`
-	EndReason     string `protobuf:"bytes,22,opt,name=end_reason,json=endReason,proto3" json:"end_reason,omitempty"`
+	EndedBy   string `protobuf:"bytes,21,opt,name=ended_by,json=endedBy,proto3" json:"ended_by,omitempty"`
+	EndReason string `protobuf:"bytes,22,opt,name=end_reason,json=endReason,proto3" json:"end_reason,omitempty"`
+	// RPCs accepted under the grant, as verifiers reported them.
+	Uses          uint32 `protobuf:"varint,23,opt,name=uses,proto3" json:"uses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -649,6 +651,13 @@ func (x *AccessRequest) GetEndReason() string {
 		return x.EndReason
 	}
 	return ""
+}
+
+func (x *AccessRequest) GetUses() uint32 {
+	if x != nil {
+		return x.Uses
+	}
+	return 0
 }
 
 type CreateRequestRequest struct {
@@ -1508,6 +1517,286 @@ func (x *ExportAuditChunk) GetData() []byte {
 	return nil
 }
 
+type WatchRevocationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRevocationsRequest) Reset() {
+	*x = WatchRevocationsRequest{}
+	mi := &file_issuer_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRevocationsRequest) ProtoMessage() {}
+
+func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_issuer_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_issuer_proto_rawDescGZIP(), []int{20}
+}
+
+// Revocation is one revoked grant.
+type Revocation struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	GrantId string                 `protobuf:"bytes,1,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
+	// When the grant would have expired; after it, verifiers may forget it.
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revocation) Reset() {
+	*x = Revocation{}
+	mi := &file_issuer_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revocation) ProtoMessage() {}
+
+func (x *Revocation) ProtoReflect() protoreflect.Message {
+	mi := &file_issuer_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
+func (*Revocation) Descriptor() ([]byte, []int) {
+	return file_issuer_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Revocation) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
+}
+
+func (x *Revocation) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+type RevocationEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True on the first event of a stream: revoked is then the full set,
+	// replacing whatever the verifier held.
+	Snapshot bool `protobuf:"varint,1,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// Grants revoked (all of them in a snapshot, new ones otherwise; empty in
+	// a heartbeat).
+	Revoked []*Revocation `protobuf:"bytes,2,rep,name=revoked,proto3" json:"revoked,omitempty"`
+	// The issuer's time when it sent the event.
+	Time *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// The longest the issuer waits between two events.
+	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,4,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RevocationEvent) Reset() {
+	*x = RevocationEvent{}
+	mi := &file_issuer_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevocationEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevocationEvent) ProtoMessage() {}
+
+func (x *RevocationEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_issuer_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevocationEvent.ProtoReflect.Descriptor instead.
+func (*RevocationEvent) Descriptor() ([]byte, []int) {
+	return file_issuer_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RevocationEvent) GetSnapshot() bool {
+	if x != nil {
+		return x.Snapshot
+	}
+	return false
+}
+
+func (x *RevocationEvent) GetRevoked() []*Revocation {
+	if x != nil {
+		return x.Revoked
+	}
+	return nil
+}
+
+func (x *RevocationEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *RevocationEvent) GetHeartbeatInterval() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatInterval
+	}
+	return nil
+}
+
+type ReportUseRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	GrantId string                 `protobuf:"bytes,1,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
+	// How many RPCs this verifier accepted under the grant since its last
+	// report.
+	Uses          uint32 `protobuf:"varint,2,opt,name=uses,proto3" json:"uses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportUseRequest) Reset() {
+	*x = ReportUseRequest{}
+	mi := &file_issuer_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportUseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportUseRequest) ProtoMessage() {}
+
+func (x *ReportUseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_issuer_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportUseRequest.ProtoReflect.Descriptor instead.
+func (*ReportUseRequest) Descriptor() ([]byte, []int) {
+	return file_issuer_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReportUseRequest) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
+}
+
+func (x *ReportUseRequest) GetUses() uint32 {
+	if x != nil {
+		return x.Uses
+	}
+	return 0
+}
+
+type ReportUseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Uses recorded for the grant, from every verifier.
+	TotalUses uint32 `protobuf:"varint,1,opt,name=total_uses,json=totalUses,proto3" json:"total_uses,omitempty"`
+	UseLimit  uint32 `protobuf:"varint,2,opt,name=use_limit,json=useLimit,proto3" json:"use_limit,omitempty"`
+	// True once the limit is reached and the grant revoked.
+	Exhausted     bool `protobuf:"varint,3,opt,name=exhausted,proto3" json:"exhausted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportUseResponse) Reset() {
+	*x = ReportUseResponse{}
+	mi := &file_issuer_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportUseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportUseResponse) ProtoMessage() {}
+
+func (x *ReportUseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_issuer_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportUseResponse.ProtoReflect.Descriptor instead.
+func (*ReportUseResponse) Descriptor() ([]byte, []int) {
+	return file_issuer_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReportUseResponse) GetTotalUses() uint32 {
+	if x != nil {
+		return x.TotalUses
+	}
+	return 0
+}
+
+func (x *ReportUseResponse) GetUseLimit() uint32 {
+	if x != nil {
+		return x.UseLimit
+	}
+	return 0
+}
+
+func (x *ReportUseResponse) GetExhausted() bool {
+	if x != nil {
+		return x.Exhausted
+	}
+	return false
+}
+
 var File_issuer_proto protoreflect.FileDescriptor
 
 const file_issuer_proto_rawDesc = "" +
@@ -1530,7 +1819,7 @@ const file_issuer_proto_rawDesc = "" +
 	"\bapprover\x18\x01 \x01(\tR\bapprover\x12\x18\n" +
 	"\aapprove\x18\x02 \x01(\bR\aapprove\x12\x18\n" +
 	"\acomment\x18\x03 \x01(\tR\acomment\x12.\n" +
-	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xf8\x06\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x8c\a\n" +
 	"\rAccessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\trequester\x18\x02 \x01(\tR\trequester\x12(\n" +
@@ -1559,7 +1848,8 @@ const file_issuer_proto_rawDesc = "" +
 	"\ahas_csr\x18\x14 \x01(\bR\x06hasCsr\x12\x19\n" +
 	"\bended_by\x18\x15 \x01(\tR\aendedBy\x12\x1d\n" +
 	"\n" +
-	"end_reason\x18\x16 \x01(\tR\tendReason\"\xab\x02\n" +
+	"end_reason\x18\x16 \x01(\tR\tendReason\x12\x12\n" +
+	"\x04uses\x18\x17 \x01(\rR\x04uses\"\xab\x02\n" +
 	"\x14CreateRequestRequest\x12*\n" +
 	"\x06scopes\x18\x01 \x03(\v2\x12.jitgrant.v1.ScopeR\x06scopes\x12+\n" +
 	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x16\n" +
@@ -1615,7 +1905,25 @@ const file_issuer_proto_rawDesc = "" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\x04R\x02to\"&\n" +
 	"\x10ExportAuditChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data*\xb8\x01\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\x19\n" +
+	"\x17WatchRevocationsRequest\"`\n" +
+	"\n" +
+	"Revocation\x12\x19\n" +
+	"\bgrant_id\x18\x01 \x01(\tR\agrantId\x127\n" +
+	"\tnot_after\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\xda\x01\n" +
+	"\x0fRevocationEvent\x12\x1a\n" +
+	"\bsnapshot\x18\x01 \x01(\bR\bsnapshot\x121\n" +
+	"\arevoked\x18\x02 \x03(\v2\x17.jitgrant.v1.RevocationR\arevoked\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12H\n" +
+	"\x12heartbeat_interval\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"A\n" +
+	"\x10ReportUseRequest\x12\x19\n" +
+	"\bgrant_id\x18\x01 \x01(\tR\agrantId\x12\x12\n" +
+	"\x04uses\x18\x02 \x01(\rR\x04uses\"m\n" +
+	"\x11ReportUseResponse\x12\x1d\n" +
+	"\n" +
+	"total_uses\x18\x01 \x01(\rR\ttotalUses\x12\x1b\n" +
+	"\tuse_limit\x18\x02 \x01(\rR\buseLimit\x12\x1c\n" +
+	"\texhausted\x18\x03 \x01(\bR\texhausted*\xb8\x01\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_PENDING\x10\x01\x12\x12\n" +
@@ -1631,7 +1939,7 @@ const file_issuer_proto_rawDesc = "" +
 	"\x0eOUTCOME_DENIED\x10\x01\x12\x1a\n" +
 	"\x16OUTCOME_NEEDS_APPROVAL\x10\x02\x12\x19\n" +
 	"\x15OUTCOME_AUTO_APPROVED\x10\x03\x12\x17\n" +
-	"\x13OUTCOME_BREAK_GLASS\x10\x042\x9f\x06\n" +
+	"\x13OUTCOME_BREAK_GLASS\x10\x042\xc5\a\n" +
 	"\x06Issuer\x12V\n" +
 	"\rCreateRequest\x12!.jitgrant.v1.CreateRequestRequest\x1a\".jitgrant.v1.CreateRequestResponse\x12H\n" +
 	"\n" +
@@ -1644,7 +1952,9 @@ const file_issuer_proto_rawDesc = "" +
 	"\n" +
 	"FetchGrant\x12\x1e.jitgrant.v1.FetchGrantRequest\x1a\x1f.jitgrant.v1.FetchGrantResponse\x12O\n" +
 	"\rWatchRequests\x12!.jitgrant.v1.WatchRequestsRequest\x1a\x19.jitgrant.v1.RequestEvent0\x01\x12O\n" +
-	"\vExportAudit\x12\x1f.jitgrant.v1.ExportAuditRequest\x1a\x1d.jitgrant.v1.ExportAuditChunk0\x01B;Z9github.com/jitgrant/jitgrant/proto/jitgrant/v1;jitgrantv1b\x06proto3"
+	"\vExportAudit\x12\x1f.jitgrant.v1.ExportAuditRequest\x1a\x1d.jitgrant.v1.ExportAuditChunk0\x01\x12X\n" +
+	"\x10WatchRevocations\x12$.jitgrant.v1.WatchRevocationsRequest\x1a\x1c.jitgrant.v1.RevocationEvent0\x01\x12J\n" +
+	"\tReportUse\x12\x1d.jitgrant.v1.ReportUseRequest\x1a\x1e.jitgrant.v1.ReportUseResponseB;Z9github.com/jitgrant/jitgrant/proto/jitgrant/v1;jitgrantv1b\x06proto3"
 
 var (
 	file_issuer_proto_rawDescOnce sync.Once
@@ -1659,53 +1969,58 @@ func file_issuer_proto_rawDescGZIP() []byte {
 }
 
 var file_issuer_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_issuer_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_issuer_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_issuer_proto_goTypes = []any{
-	(State)(0),                    // 0: jitgrant.v1.State
-	(Outcome)(0),                  // 1: jitgrant.v1.Outcome
-	(*Scope)(nil),                 // 2: jitgrant.v1.Scope
-	(*Factor)(nil),                // 3: jitgrant.v1.Factor
-	(*Decision)(nil),              // 4: jitgrant.v1.Decision
-	(*Review)(nil),                // 5: jitgrant.v1.Review
-	(*AccessRequest)(nil),         // 6: jitgrant.v1.AccessRequest
-	(*CreateRequestRequest)(nil),  // 7: jitgrant.v1.CreateRequestRequest
-	(*CreateRequestResponse)(nil), // 8: jitgrant.v1.CreateRequestResponse
-	(*GetRequestRequest)(nil),     // 9: jitgrant.v1.GetRequestRequest
-	(*ListRequestsRequest)(nil),   // 10: jitgrant.v1.ListRequestsRequest
-	(*ListRequestsResponse)(nil),  // 11: jitgrant.v1.ListRequestsResponse
-	(*ReviewRequest)(nil),         // 12: jitgrant.v1.ReviewRequest
-	(*ReviewResponse)(nil),        // 13: jitgrant.v1.ReviewResponse
-	(*CancelRequestRequest)(nil),  // 14: jitgrant.v1.CancelRequestRequest
-	(*RevokeGrantRequest)(nil),    // 15: jitgrant.v1.RevokeGrantRequest
-	(*FetchGrantRequest)(nil),     // 16: jitgrant.v1.FetchGrantRequest
-	(*FetchGrantResponse)(nil),    // 17: jitgrant.v1.FetchGrantResponse
-	(*WatchRequestsRequest)(nil),  // 18: jitgrant.v1.WatchRequestsRequest
-	(*RequestEvent)(nil),          // 19: jitgrant.v1.RequestEvent
-	(*ExportAuditRequest)(nil),    // 20: jitgrant.v1.ExportAuditRequest
-	(*ExportAuditChunk)(nil),      // 21: jitgrant.v1.ExportAuditChunk
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(State)(0),                      // 0: jitgrant.v1.State
+	(Outcome)(0),                    // 1: jitgrant.v1.Outcome
+	(*Scope)(nil),                   // 2: jitgrant.v1.Scope
+	(*Factor)(nil),                  // 3: jitgrant.v1.Factor
+	(*Decision)(nil),                // 4: jitgrant.v1.Decision
+	(*Review)(nil),                  // 5: jitgrant.v1.Review
+	(*AccessRequest)(nil),           // 6: jitgrant.v1.AccessRequest
+	(*CreateRequestRequest)(nil),    // 7: jitgrant.v1.CreateRequestRequest
+	(*CreateRequestResponse)(nil),   // 8: jitgrant.v1.CreateRequestResponse
+	(*GetRequestRequest)(nil),       // 9: jitgrant.v1.GetRequestRequest
+	(*ListRequestsRequest)(nil),     // 10: jitgrant.v1.ListRequestsRequest
+	(*ListRequestsResponse)(nil),    // 11: jitgrant.v1.ListRequestsResponse
+	(*ReviewRequest)(nil),           // 12: jitgrant.v1.ReviewRequest
+	(*ReviewResponse)(nil),          // 13: jitgrant.v1.ReviewResponse
+	(*CancelRequestRequest)(nil),    // 14: jitgrant.v1.CancelRequestRequest
+	(*RevokeGrantRequest)(nil),      // 15: jitgrant.v1.RevokeGrantRequest
+	(*FetchGrantRequest)(nil),       // 16: jitgrant.v1.FetchGrantRequest
+	(*FetchGrantResponse)(nil),      // 17: jitgrant.v1.FetchGrantResponse
+	(*WatchRequestsRequest)(nil),    // 18: jitgrant.v1.WatchRequestsRequest
+	(*RequestEvent)(nil),            // 19: jitgrant.v1.RequestEvent
+	(*ExportAuditRequest)(nil),      // 20: jitgrant.v1.ExportAuditRequest
+	(*ExportAuditChunk)(nil),        // 21: jitgrant.v1.ExportAuditChunk
+	(*WatchRevocationsRequest)(nil), // 22: jitgrant.v1.WatchRevocationsRequest
+	(*Revocation)(nil),              // 23: jitgrant.v1.Revocation
+	(*RevocationEvent)(nil),         // 24: jitgrant.v1.RevocationEvent
+	(*ReportUseRequest)(nil),        // 25: jitgrant.v1.ReportUseRequest
+	(*ReportUseResponse)(nil),       // 26: jitgrant.v1.ReportUseResponse
+	(*durationpb.Duration)(nil),     // 27: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
 }
 var file_issuer_proto_depIdxs = []int32{
 	1,  // 0: jitgrant.v1.Decision.outcome:type_name -> jitgrant.v1.Outcome
 	3,  // 1: jitgrant.v1.Decision.factors:type_name -> jitgrant.v1.Factor
-	22, // 2: jitgrant.v1.Decision.max_ttl:type_name -> google.protobuf.Duration
-	22, // 3: jitgrant.v1.Decision.pending_timeout:type_name -> google.protobuf.Duration
-	23, // 4: jitgrant.v1.Review.time:type_name -> google.protobuf.Timestamp
+	27, // 2: jitgrant.v1.Decision.max_ttl:type_name -> google.protobuf.Duration
+	27, // 3: jitgrant.v1.Decision.pending_timeout:type_name -> google.protobuf.Duration
+	28, // 4: jitgrant.v1.Review.time:type_name -> google.protobuf.Timestamp
 	0,  // 5: jitgrant.v1.AccessRequest.state:type_name -> jitgrant.v1.State
 	2,  // 6: jitgrant.v1.AccessRequest.scopes:type_name -> jitgrant.v1.Scope
-	22, // 7: jitgrant.v1.AccessRequest.ttl:type_name -> google.protobuf.Duration
+	27, // 7: jitgrant.v1.AccessRequest.ttl:type_name -> google.protobuf.Duration
 	3,  // 8: jitgrant.v1.AccessRequest.factors:type_name -> jitgrant.v1.Factor
 	3,  // 9: jitgrant.v1.AccessRequest.missing:type_name -> jitgrant.v1.Factor
 	5,  // 10: jitgrant.v1.AccessRequest.reviews:type_name -> jitgrant.v1.Review
-	23, // 11: jitgrant.v1.AccessRequest.create_time:type_name -> google.protobuf.Timestamp
-	23, // 12: jitgrant.v1.AccessRequest.update_time:type_name -> google.protobuf.Timestamp
-	23, // 13: jitgrant.v1.AccessRequest.review_deadline:type_name -> google.protobuf.Timestamp
-	23, // 14: jitgrant.v1.AccessRequest.start_time:type_name -> google.protobuf.Timestamp
-	23, // 15: jitgrant.v1.AccessRequest.not_after:type_name -> google.protobuf.Timestamp
+	28, // 11: jitgrant.v1.AccessRequest.create_time:type_name -> google.protobuf.Timestamp
+	28, // 12: jitgrant.v1.AccessRequest.update_time:type_name -> google.protobuf.Timestamp
+	28, // 13: jitgrant.v1.AccessRequest.review_deadline:type_name -> google.protobuf.Timestamp
+	28, // 14: jitgrant.v1.AccessRequest.start_time:type_name -> google.protobuf.Timestamp
+	28, // 15: jitgrant.v1.AccessRequest.not_after:type_name -> google.protobuf.Timestamp
 	2,  // 16: jitgrant.v1.CreateRequestRequest.scopes:type_name -> jitgrant.v1.Scope
-	22, // 17: jitgrant.v1.CreateRequestRequest.ttl:type_name -> google.protobuf.Duration
-	23, // 18: jitgrant.v1.CreateRequestRequest.start_time:type_name -> google.protobuf.Timestamp
+	27, // 17: jitgrant.v1.CreateRequestRequest.ttl:type_name -> google.protobuf.Duration
+	28, // 18: jitgrant.v1.CreateRequestRequest.start_time:type_name -> google.protobuf.Timestamp
 	6,  // 19: jitgrant.v1.CreateRequestResponse.request:type_name -> jitgrant.v1.AccessRequest
 	4,  // 20: jitgrant.v1.CreateRequestResponse.decision:type_name -> jitgrant.v1.Decision
 	0,  // 21: jitgrant.v1.ListRequestsRequest.states:type_name -> jitgrant.v1.State
@@ -1714,31 +2029,39 @@ var file_issuer_proto_depIdxs = []int32{
 	6,  // 24: jitgrant.v1.FetchGrantResponse.request:type_name -> jitgrant.v1.AccessRequest
 	0,  // 25: jitgrant.v1.WatchRequestsRequest.states:type_name -> jitgrant.v1.State
 	6,  // 26: jitgrant.v1.RequestEvent.request:type_name -> jitgrant.v1.AccessRequest
-	7,  // 27: jitgrant.v1.Issuer.CreateRequest:input_type -> jitgrant.v1.CreateRequestRequest
-	9,  // 28: jitgrant.v1.Issuer.GetRequest:input_type -> jitgrant.v1.GetRequestRequest
-	10, // 29: jitgrant.v1.Issuer.ListRequests:input_type -> jitgrant.v1.ListRequestsRequest
-	12, // 30: jitgrant.v1.Issuer.ApproveRequest:input_type -> jitgrant.v1.ReviewRequest
-	12, // 31: jitgrant.v1.Issuer.DenyRequest:input_type -> jitgrant.v1.ReviewRequest
-	14, // 32: jitgrant.v1.Issuer.CancelRequest:input_type -> jitgrant.v1.CancelRequestRequest
-	15, // 33: jitgrant.v1.Issuer.RevokeGrant:input_type -> jitgrant.v1.RevokeGrantRequest
-	16, // 34: jitgrant.v1.Issuer.FetchGrant:input_type -> jitgrant.v1.FetchGrantRequest
-	18, // 35: jitgrant.v1.Issuer.WatchRequests:input_type -> jitgrant.v1.WatchRequestsRequest
-	20, // 36: jitgrant.v1.Issuer.ExportAudit:input_type -> jitgrant.v1.ExportAuditRequest
-	8,  // 37: jitgrant.v1.Issuer.CreateRequest:output_type -> jitgrant.v1.CreateRequestResponse
-	6,  // 38: jitgrant.v1.Issuer.GetRequest:output_type -> jitgrant.v1.AccessRequest
-	11, // 39: jitgrant.v1.Issuer.ListRequests:output_type -> jitgrant.v1.ListRequestsResponse
-	13, // 40: jitgrant.v1.Issuer.ApproveRequest:output_type -> jitgrant.v1.ReviewResponse
-	13, // 41: jitgrant.v1.Issuer.DenyRequest:output_type -> jitgrant.v1.ReviewResponse
-	6,  // 42: jitgrant.v1.Issuer.CancelRequest:output_type -> jitgrant.v1.AccessRequest
-	6,  // 43: jitgrant.v1.Issuer.RevokeGrant:output_type -> jitgrant.v1.AccessRequest
-	17, // 44: jitgrant.v1.Issuer.FetchGrant:output_type -> jitgrant.v1.FetchGrantResponse
-	19, // 45: jitgrant.v1.Issuer.WatchRequests:output_type -> jitgrant.v1.RequestEvent
-	21, // 46: jitgrant.v1.Issuer.ExportAudit:output_type -> jitgrant.v1.ExportAuditChunk
-	37, // [37:47] is the sub-list for method output_type
-	27, // [27:37] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	28, // 27: jitgrant.v1.Revocation.not_after:type_name -> google.protobuf.Timestamp
+	23, // 28: jitgrant.v1.RevocationEvent.revoked:type_name -> jitgrant.v1.Revocation
+	28, // 29: jitgrant.v1.RevocationEvent.time:type_name -> google.protobuf.Timestamp
+	27, // 30: jitgrant.v1.RevocationEvent.heartbeat_interval:type_name -> google.protobuf.Duration
+	7,  // 31: jitgrant.v1.Issuer.CreateRequest:input_type -> jitgrant.v1.CreateRequestRequest
+	9,  // 32: jitgrant.v1.Issuer.GetRequest:input_type -> jitgrant.v1.GetRequestRequest
+	10, // 33: jitgrant.v1.Issuer.ListRequests:input_type -> jitgrant.v1.ListRequestsRequest
+	12, // 34: jitgrant.v1.Issuer.ApproveRequest:input_type -> jitgrant.v1.ReviewRequest
+	12, // 35: jitgrant.v1.Issuer.DenyRequest:input_type -> jitgrant.v1.ReviewRequest
+	14, // 36: jitgrant.v1.Issuer.CancelRequest:input_type -> jitgrant.v1.CancelRequestRequest
+	15, // 37: jitgrant.v1.Issuer.RevokeGrant:input_type -> jitgrant.v1.RevokeGrantRequest
+	16, // 38: jitgrant.v1.Issuer.FetchGrant:input_type -> jitgrant.v1.FetchGrantRequest
+	18, // 39: jitgrant.v1.Issuer.WatchRequests:input_type -> jitgrant.v1.WatchRequestsRequest
+	20, // 40: jitgrant.v1.Issuer.ExportAudit:input_type -> jitgrant.v1.ExportAuditRequest
+	22, // 41: jitgrant.v1.Issuer.WatchRevocations:input_type -> jitgrant.v1.WatchRevocationsRequest
+	25, // 42: jitgrant.v1.Issuer.ReportUse:input_type -> jitgrant.v1.ReportUseRequest
+	8,  // 43: jitgrant.v1.Issuer.CreateRequest:output_type -> jitgrant.v1.CreateRequestResponse
+	6,  // 44: jitgrant.v1.Issuer.GetRequest:output_type -> jitgrant.v1.AccessRequest
+	11, // 45: jitgrant.v1.Issuer.ListRequests:output_type -> jitgrant.v1.ListRequestsResponse
+	13, // 46: jitgrant.v1.Issuer.ApproveRequest:output_type -> jitgrant.v1.ReviewResponse
+	13, // 47: jitgrant.v1.Issuer.DenyRequest:output_type -> jitgrant.v1.ReviewResponse
+	6,  // 48: jitgrant.v1.Issuer.CancelRequest:output_type -> jitgrant.v1.AccessRequest
+	6,  // 49: jitgrant.v1.Issuer.RevokeGrant:output_type -> jitgrant.v1.AccessRequest
+	17, // 50: jitgrant.v1.Issuer.FetchGrant:output_type -> jitgrant.v1.FetchGrantResponse
+	19, // 51: jitgrant.v1.Issuer.WatchRequests:output_type -> jitgrant.v1.RequestEvent
+	21, // 52: jitgrant.v1.Issuer.ExportAudit:output_type -> jitgrant.v1.ExportAuditChunk
+	24, // 53: jitgrant.v1.Issuer.WatchRevocations:output_type -> jitgrant.v1.RevocationEvent
+	26, // 54: jitgrant.v1.Issuer.ReportUse:output_type -> jitgrant.v1.ReportUseResponse
+	43, // [43:55] is the sub-list for method output_type
+	31, // [31:43] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_issuer_proto_init() }
@@ -1752,7 +2075,7 @@ func file_issuer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_issuer_proto_rawDesc), len(file_issuer_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

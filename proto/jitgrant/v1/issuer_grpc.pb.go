@@ -23,16 +23,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Issuer_CreateRequest_FullMethodName  = "/jitgrant.v1.Issuer/CreateRequest"
-	Issuer_GetRequest_FullMethodName     = "/jitgrant.v1.Issuer/GetRequest"
-	Issuer_ListRequests_FullMethodName   = "/jitgrant.v1.Issuer/ListRequests"
-	Issuer_ApproveRequest_FullMethodName = "/jitgrant.v1.Issuer/ApproveRequest"
-	Issuer_DenyRequest_FullMethodName    = "/jitgrant.v1.Issuer/DenyRequest"
-	Issuer_CancelRequest_FullMethodName  = "/jitgrant.v1.Issuer/CancelRequest"
-	Issuer_RevokeGrant_FullMethodName    = "/jitgrant.v1.Issuer/RevokeGrant"
-	Issuer_FetchGrant_FullMethodName     = "/jitgrant.v1.Issuer/FetchGrant"
-	Issuer_WatchRequests_FullMethodName  = "/jitgrant.v1.Issuer/WatchRequests"
-	Issuer_ExportAudit_FullMethodName    = "/jitgrant.v1.Issuer/ExportAudit"
+	Issuer_CreateRequest_FullMethodName    = "/jitgrant.v1.Issuer/CreateRequest"
+	Issuer_GetRequest_FullMethodName       = "/jitgrant.v1.Issuer/GetRequest"
+	Issuer_ListRequests_FullMethodName     = "/jitgrant.v1.Issuer/ListRequests"
+	Issuer_ApproveRequest_FullMethodName   = "/jitgrant.v1.Issuer/ApproveRequest"
+	Issuer_DenyRequest_FullMethodName      = "/jitgrant.v1.Issuer/DenyRequest"
+	Issuer_CancelRequest_FullMethodName    = "/jitgrant.v1.Issuer/CancelRequest"
+	Issuer_RevokeGrant_FullMethodName      = "/jitgrant.v1.Issuer/RevokeGrant"
+	Issuer_FetchGrant_FullMethodName       = "/jitgrant.v1.Issuer/FetchGrant"
+	Issuer_WatchRequests_FullMethodName    = "/jitgrant.v1.Issuer/WatchRequests"
+	Issuer_ExportAudit_FullMethodName      = "/jitgrant.v1.Issuer/ExportAudit"
+	Issuer_WatchRevocations_FullMethodName = "/jitgrant.v1.Issuer/WatchRevocations"
+	Issuer_ReportUse_FullMethodName        = "/jitgrant.v1.Issuer/ReportUse"
 )
 
 // IssuerClient is the client API for Issuer service.
@@ -65,6 +67,16 @@ type IssuerClient interface {
 	WatchRequests(ctx context.Context, in *WatchRequestsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RequestEvent], error)
 	// ExportAudit streams the audit log as JSON Lines (auditors only).
 	ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportAuditChunk], error)
+	// WatchRevocations streams revoked grants to protected services (callers
+	// with the watch_revocations permission): first a snapshot of every
+	// revoked grant that has not yet expired, then each new revocation as it
+	// happens, and a heartbeat at least every heartbeat_interval so that a
+	// verifier can tell how fresh its set is.
+	WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RevocationEvent], error)
+	// ReportUse tells the issuer that a verifier accepted RPCs under a grant
+	// with a use limit. The issuer audits the uses and, when the grant's limit
+	// is reached, revokes it so that every verifier refuses it.
+	ReportUse(ctx context.Context, in *ReportUseRequest, opts ...grpc.CallOption) (*ReportUseResponse, error)
 }
 
 type issuerClient struct {
@@ -193,6 +205,35 @@ func (c *issuerClient) ExportAudit(ctx context.Context, in *ExportAuditRequest, 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Issuer_ExportAuditClient = grpc.ServerStreamingClient[ExportAuditChunk]
 
+func (c *issuerClient) WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RevocationEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Issuer_ServiceDesc.Streams[2], Issuer_WatchRevocations_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRevocationsRequest, RevocationEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Issuer_WatchRevocationsClient = grpc.ServerStreamingClient[RevocationEvent]
+
+func (c *issuerClient) ReportUse(ctx context.Context, in *ReportUseRequest, opts ...grpc.CallOption) (*ReportUseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportUseResponse)
+	err := c.cc.Invoke(ctx, Issuer_ReportUse_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IssuerServer is the server API for Issuer service.
 // All implementations must embed UnimplementedIssuerServer
 // for forward compatibility.
@@ -223,6 +264,16 @@ type IssuerServer interface {
 	WatchRequests(*WatchRequestsRequest, grpc.ServerStreamingServer[RequestEvent]) error
 	// ExportAudit streams the audit log as JSON Lines (auditors only).
 	ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditChunk]) error
+	// WatchRevocations streams revoked grants to protected services (callers
+	// with the watch_revocations permission): first a snapshot of every
+	// revoked grant that has not yet expired, then each new revocation as it
+	// happens, and a heartbeat at least every heartbeat_interval so that a
+	// verifier can tell how fresh its set is.
+	WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[RevocationEvent]) error
+	// ReportUse tells the issuer that a verifier accepted RPCs under a grant
+	// with a use limit. The issuer audits the uses and, when the grant's limit
+	// is reached, revokes it so that every verifier refuses it.
+	ReportUse(context.Context, *ReportUseRequest) (*ReportUseResponse, error)
 	mustEmbedUnimplementedIssuerServer()
 }
 
@@ -262,6 +313,12 @@ func (UnimplementedIssuerServer) WatchRequests(*WatchRequestsRequest, grpc.Serve
 }
 func (UnimplementedIssuerServer) ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditChunk]) error {
 	return status.Error(codes.Unimplemented, "method ExportAudit not implemented")
+}
+func (UnimplementedIssuerServer) WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[RevocationEvent]) error {
+	return status.Error(codes.Unimplemented, "method WatchRevocations not implemented")
+}
+func (UnimplementedIssuerServer) ReportUse(context.Context, *ReportUseRequest) (*ReportUseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportUse not implemented")
 }
 func (UnimplementedIssuerServer) mustEmbedUnimplementedIssuerServer() {}
 func (UnimplementedIssuerServer) testEmbeddedByValue()                {}
@@ -450,6 +507,35 @@ func _Issuer_ExportAudit_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Issuer_ExportAuditServer = grpc.ServerStreamingServer[ExportAuditChunk]
 
+func _Issuer_WatchRevocations_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRevocationsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(IssuerServer).WatchRevocations(m, &grpc.GenericServerStream[WatchRevocationsRequest, RevocationEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Issuer_WatchRevocationsServer = grpc.ServerStreamingServer[RevocationEvent]
+
+func _Issuer_ReportUse_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportUseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IssuerServer).ReportUse(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Issuer_ReportUse_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IssuerServer).ReportUse(ctx, req.(*ReportUseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Issuer_ServiceDesc is the grpc.ServiceDesc for Issuer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -489,6 +575,10 @@ var Issuer_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "FetchGrant",
 			Handler:    _Issuer_FetchGrant_Handler,
 		},
+		{
+			MethodName: "ReportUse",
+			Handler:    _Issuer_ReportUse_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -499,6 +589,11 @@ var Issuer_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ExportAudit",
 			Handler:       _Issuer_ExportAudit_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchRevocations",
+			Handler:       _Issuer_WatchRevocations_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jitgrant/jitgrant/internal/jitd"
+	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
+	"github.com/jitgrant/jitgrant/verifier"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+type config struct {
+	clients     int
+	duration    time.Duration
+	warmup      time.Duration
+	scenario    string
+	async       bool
+	verifiers   int
+	revocations int
+}
+
+const benchPolicy = `version: 1
+max_ttl: 1h
+groups:
+  ops: {members: ["spiffe://bench.test/person/ops"]}
+permissions:
+  revoke_any: [ops]
+  watch_revocations: ["spiffe://bench.test/service/*"]
+rules:
+  - name: bench
+    requesters: ["spiffe://bench.test/bench/*"]
+    scopes:
+      - method: /bench.v1.Target/*
+    max_ttl: 10m
+    approvals:
+      - {count: 1, from: [ops]}
+    auto_approve: 'ttl <= duration("5m")'
+`
+
+// run sets up a temporary jitd with clients, then measures the scenario.
+func run(ctx context.Context, cfg config, out io.Writer) error {
+	if cfg.clients < 1 {
+		return errors.New("--clients must be at least 1")
+	}
+	var ids []string
+	switch cfg.scenario {
+	case "cycle":
+		for i := range cfg.clients {
+			ids = append(ids, fmt.Sprintf("spiffe://bench.test/bench/c%d", i))
+		}
+	case "revoke":
+		ids = []string{"spiffe://bench.test/bench/c0", "spiffe://bench.test/person/ops", "spiffe://bench.test/service/ledger"}
+	default:
+		return fmt.Errorf("unknown --scenario %q (want cycle or revoke)", cfg.scenario)
+	}
+	dir, err := os.MkdirTemp("", "jitbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	data := jitd.DataDir(filepath.Join(dir, "data"))
+	if err := jitd.Init(jitd.InitConfig{Dir: data, TrustDomain: "bench.test"}); err != nil {
+		return err
+	}
+	if err := os.WriteFile(data.Policy(), []byte(benchPolicy), 0o644); err != nil {
+		return err
+	}
+	clients := make([]*client, len(ids))
+	for i, id := range ids {
+		idDir := filepath.Join(dir, fmt.Sprintf("client-%d", i))
+		if _, err := jitd.Enroll(ctx, jitd.EnrollConfig{Dir: data, ID: id, TTL: time.Hour, Out: idDir}); err != nil {
+			return err
+		}
+		clients[i] = &client{id: spiffeid.RequireFromString(id), dir: idDir}
+	}
+	srv, err := jitd.Start(ctx, jitd.ServeConfig{
+		Dir: data, Listen: "127.0.0.1:0", AsyncWrites: cfg.async,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	for _, c := range clients {
+		if err := c.dial(srv.Addr()); err != nil {
+			return err
+		}
+		defer c.cc.Close()
+	}
+	if cfg.scenario == "revoke" {
+		return measureRevoke(ctx, cfg, clients[0], clients[1], clients[2], out)
+	}
+	return measure(ctx, cfg, clients, out)
+}
+
+type client struct {
+	id  spiffeid.ID
+	dir string
+	cc  *grpc.ClientConn
+	api pb.IssuerClient
+	csr []byte
+}
+
+func (c *client) dial(addr string) error {
+	svid, err := x509svid.Load(filepath.Join(c.dir, jitd.EnrollCert), filepath.Join(c.dir, jitd.EnrollKey))
+	if err != nil {
+		return err
+	}
+	bundle, err := x509bundle.Load(c.id.TrustDomain(), filepath.Join(c.dir, jitd.EnrollBundle))
+	if err != nil {
+		return err
+	}
+	creds := verifier.ClientCredentials(svid, bundle, tlsconfig.AuthorizeID(jitd.ServerID(c.id.TrustDomain())))
+	if c.cc, err = grpc.NewClient(addr, grpc.WithTransportCredentials(creds)); err != nil {
+		return err
+	}
+	c.api = pb.NewIssuerClient(c.cc)
+	// One key per client; a fresh CSR per cycle would only measure the
+	// client's ECDSA signing.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	c.csr, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{c.id.URL()}}, key)
+	return err
+}
+
+// cycle is one CreateRequest -> ISSUED -> FetchGrant.
+func (c *client) cycle(ctx context.Context) error {
+	res, err := c.api.CreateRequest(ctx, &pb.CreateRequestRequest{
+		Scopes: []*pb.Scope{{Method: "/bench.v1.Target/Call"}}, Ttl: durationpb.New(5 * time.Minute),
+		Reason: "bench", Csr: c.csr,
+	})
+	if err != nil {
+		return err
+	}
+	if st := res.GetRequest().GetState(); st != pb.State_STATE_ISSUED {
+		return fmt.Errorf("request %s is %v, want ISSUED", res.GetRequest().GetId(), st)
+	}
+	f, err := c.api.FetchGrant(ctx, &pb.FetchGrantRequest{Id: res.GetRequest().GetId()})
+	if err != nil {
+		return err
+	}
+	if len(f.GetCertChain()) == 0 {
+		return errors.New("FetchGrant returned no certificate")
+	}
+	return nil
+}
+
+// measure runs every client in a loop: a warm-up, then the measured window.
+func measure(ctx context.Context, cfg config, clients []*client, out io.Writer) error {
+	var measuring atomic.Bool
+	var mu sync.Mutex
+	var lat []time.Duration
+	var firstErr atomic.Pointer[error]
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Go(func() {
+			var mine []time.Duration
+			for ctx.Err() == nil {
+				start := time.Now()
+				if err := c.cycle(ctx); err != nil {
+					if ctx.Err() == nil {
+						firstErr.CompareAndSwap(nil, &err)
+						cancel()
+					}
+					break
+				}
+				if measuring.Load() {
+					mine = append(mine, time.Since(start))
+				}
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		})
+	}
+	time.Sleep(cfg.warmup)
+	measuring.Store(true)
+	start := time.Now()
+	time.Sleep(cfg.duration)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	cancel()
+	wg.Wait()
+	if p := firstErr.Load(); p != nil {
+		return *p
+	}
+	if len(lat) == 0 {
+		return errors.New("no cycle completed")
+	}
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	fmt.Fprintf(out, "scenario=cycle clients=%d durable=%v cycles=%d elapsed=%.1fs\n", cfg.clients, !cfg.async, len(lat), elapsed.Seconds())
+	fmt.Fprintf(out, "cycles/s=%.0f p50=%s p99=%s max=%s\n", float64(len(lat))/elapsed.Seconds(),
+		pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
+	return nil
+}

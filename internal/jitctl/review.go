@@ -1,0 +1,331 @@
+package jitctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jitgrant/jitgrant/internal/cli"
+	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
+	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// stateNames returns the --state values, in lifecycle order.
+func stateNames() []string {
+	return []string{"pending", "approved", "issued", "expired", "revoked", "denied", "canceled", "timed_out"}
+}
+
+// parseStates parses --state values: names from stateNames, in any case,
+// with "-" for "_" and an optional STATE_ prefix.
+func parseStates(values []string) ([]pb.State, error) {
+	var out []pb.State
+	for _, v := range values {
+		name := strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(v), "-", "_"))
+		name = strings.TrimPrefix(name, "STATE_")
+		n, ok := pb.State_value["STATE_"+name]
+		if !ok || n == 0 {
+			return nil, cli.Usage(fmt.Errorf("--state %q: want one of %s", v, strings.Join(stateNames(), ", ")))
+		}
+		out = append(out, pb.State(n))
+	}
+	return out, nil
+}
+
+// requestID checks a request ID argument.
+func requestID(s string) (string, error) {
+	if s == "" || strings.ContainsAny(s, " /\t\n") {
+		return "", cli.Usage(fmt.Errorf("%q is not a request ID", s))
+	}
+	return s, nil
+}
+
+// selectFlags are the request filters list and watch share.
+type selectFlags struct {
+	states       []string
+	requester    string
+	mineToReview bool
+}
+
+func (s *selectFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringSliceVar(&s.states, "state", nil, "only requests in these states (repeatable or comma-separated): "+strings.Join(stateNames(), ", "))
+	f.StringVar(&s.requester, "requester", "", "only requests of this SPIFFE ID")
+	f.BoolVar(&s.mineToReview, "mine-to-review", false, "only pending requests waiting for my review")
+	_ = cmd.RegisterFlagCompletionFunc("state", cobra.FixedCompletions(stateNames(), cobra.ShellCompDirectiveNoFileComp))
+}
+
+func (s *selectFlags) parse() ([]pb.State, error) {
+	states, err := parseStates(s.states)
+	if err != nil {
+		return nil, err
+	}
+	if s.requester != "" {
+		if _, err := spiffeid.FromString(s.requester); err != nil {
+			return nil, cli.Usage(fmt.Errorf("--requester %q: %w", s.requester, err))
+		}
+	}
+	return states, nil
+}
+
+func (a *app) listCommand() *cobra.Command {
+	var sel selectFlags
+	var limit int32
+	var allPages bool
+	var pageToken string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the requests you may see, newest first",
+		Args:  cli.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			states, err := sel.parse()
+			if err != nil {
+				return err
+			}
+			if limit < 0 || limit > 500 {
+				return cli.Usage(fmt.Errorf("--limit %d: want 1 to 500 (0: the issuer's default)", limit))
+			}
+			in := &pb.ListRequestsRequest{States: states, Requester: sel.requester, AwaitingMyReview: sel.mineToReview,
+				PageSize: limit, PageToken: pageToken}
+			return a.withClient(cmd.Context(), func(c *client) error {
+				all := &pb.ListRequestsResponse{}
+				for {
+					cctx, cancel := a.call(cmd.Context())
+					page, err := c.api.ListRequests(cctx, in)
+					cancel()
+					if err != nil {
+						return err
+					}
+					all.Requests = append(all.Requests, page.GetRequests()...)
+					all.NextPageToken = page.GetNextPageToken()
+					if !allPages || page.GetNextPageToken() == "" {
+						break
+					}
+					in.PageToken = page.GetNextPageToken()
+				}
+				if a.json() {
+					return writeProto(a.stdout, all, false)
+				}
+				if len(all.Requests) == 0 {
+					fmt.Fprintln(a.stderr, "no requests")
+					return nil
+				}
+				if err := printRequests(a.stdout, all.Requests); err != nil {
+					return err
+				}
+				if all.NextPageToken != "" {
+					fmt.Fprintf(a.stderr, "more: --page-token %s (or --all-pages)\n", all.NextPageToken)
+				}
+				return nil
+			})
+		},
+	}
+	sel.register(cmd)
+	f := cmd.Flags()
+	f.Int32Var(&limit, "limit", 0, "at most this many per page (default 50, at most 500)")
+	f.BoolVar(&allPages, "all-pages", false, "follow every page")
+	f.StringVar(&pageToken, "page-token", "", "start at this page (from a previous list)")
+	return cmd
+}
+
+func (a *app) showCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:               "show ID",
+		Short:             "Show one request: its state, reviews and what it still needs",
+		Args:              cli.Args(cobra.ExactArgs(1)),
+		ValidArgsFunction: a.completeIDs(func(*client) *pb.ListRequestsRequest { return &pb.ListRequestsRequest{} }),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := requestID(args[0])
+			if err != nil {
+				return err
+			}
+			return a.withClient(cmd.Context(), func(c *client) error {
+				cctx, cancel := a.call(cmd.Context())
+				defer cancel()
+				r, err := c.api.GetRequest(cctx, &pb.GetRequestRequest{Id: id})
+				if err != nil {
+					return err
+				}
+				if a.json() {
+					return writeProto(a.stdout, r, false)
+				}
+				return printRequest(a.stdout, r)
+			})
+		},
+	}
+}
+
+// reviewCommand returns approve (approve true) or deny.
+func (a *app) reviewCommand(approve bool) *cobra.Command {
+	var comment string
+	use, short := "approve ID", "Approve a pending request"
+	if !approve {
+		use, short = "deny ID", "Deny a pending request, which ends it"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long: short + `. It prints "counted" when the review counted, or why it did not
+(for example a second approval by the same person), then where the request
+stands.`,
+		Args: cli.Args(cobra.ExactArgs(1)),
+		ValidArgsFunction: a.completeIDs(func(*client) *pb.ListRequestsRequest {
+			return &pb.ListRequestsRequest{AwaitingMyReview: true}
+		}),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := requestID(args[0])
+			if err != nil {
+				return err
+			}
+			return a.withClient(cmd.Context(), func(c *client) error {
+				cctx, cancel := a.call(cmd.Context())
+				defer cancel()
+				in := &pb.ReviewRequest{Id: id, Comment: comment}
+				var resp *pb.ReviewResponse
+				if approve {
+					resp, err = c.api.ApproveRequest(cctx, in)
+				} else {
+					resp, err = c.api.DenyRequest(cctx, in)
+				}
+				if err != nil {
+					return err
+				}
+				if a.json() {
+					return writeProto(a.stdout, resp, false)
+				}
+				if resp.GetCounted() {
+					fmt.Fprintln(a.stdout, "counted")
+				} else {
+					fmt.Fprintln(a.stdout, "not counted:", resp.GetNote())
+				}
+				fmt.Fprintln(a.stdout, summary(resp.GetRequest()))
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&comment, "comment", "", "a comment recorded with the review")
+	return cmd
+}
+
+func (a *app) cancelCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Withdraw your own pending (or not yet started) request",
+		Args:  cli.Args(cobra.ExactArgs(1)),
+		ValidArgsFunction: a.completeIDs(func(c *client) *pb.ListRequestsRequest {
+			return &pb.ListRequestsRequest{States: []pb.State{pb.State_STATE_PENDING, pb.State_STATE_APPROVED}, Requester: c.id.String()}
+		}),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.endRequest(cmd, args[0], func(ctx context.Context, c *client, id string) (*pb.AccessRequest, error) {
+				return c.api.CancelRequest(ctx, &pb.CancelRequestRequest{Id: id})
+			})
+		},
+	}
+}
+
+func (a *app) revokeCommand() *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "End an approved or issued grant early",
+		Args:  cli.Args(cobra.ExactArgs(1)),
+		ValidArgsFunction: a.completeIDs(func(*client) *pb.ListRequestsRequest {
+			return &pb.ListRequestsRequest{States: []pb.State{pb.State_STATE_APPROVED, pb.State_STATE_ISSUED}}
+		}),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.endRequest(cmd, args[0], func(ctx context.Context, c *client, id string) (*pb.AccessRequest, error) {
+				return c.api.RevokeGrant(ctx, &pb.RevokeGrantRequest{Id: id, Reason: reason})
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded in the audit log")
+	return cmd
+}
+
+// endRequest runs cancel or revoke and prints the result.
+func (a *app) endRequest(cmd *cobra.Command, arg string, call func(context.Context, *client, string) (*pb.AccessRequest, error)) error {
+	id, err := requestID(arg)
+	if err != nil {
+		return err
+	}
+	return a.withClient(cmd.Context(), func(c *client) error {
+		cctx, cancel := a.call(cmd.Context())
+		defer cancel()
+		r, err := call(cctx, c, id)
+		if err != nil {
+			return err
+		}
+		if a.json() {
+			return writeProto(a.stdout, r, false)
+		}
+		fmt.Fprintln(a.stdout, summary(r))
+		return nil
+	})
+}
+
+func (a *app) watchCommand() *cobra.Command {
+	var sel selectFlags
+	cmd := &cobra.Command{
+		Use:   "watch",
+		Short: "Stream changes to the requests you may see until interrupted",
+		Long: `Print the current requests that match, then every change, until interrupted.
+With -o json, one RequestEvent object per line (JSON Lines).`,
+		Args: cli.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			states, err := sel.parse()
+			if err != nil {
+				return err
+			}
+			in := &pb.WatchRequestsRequest{States: states, Requester: sel.requester, AwaitingMyReview: sel.mineToReview}
+			ctx := cmd.Context()
+			return a.withClient(ctx, func(c *client) error {
+				err := a.watch(ctx, c, in, func(r *pb.AccessRequest) (bool, error) {
+					if a.json() {
+						return false, writeProto(a.stdout, &pb.RequestEvent{Request: r}, true)
+					}
+					_, err := fmt.Fprintf(a.stdout, "%s %s %-9s %s %s\n", fmtTS(r.GetUpdateTime()), r.GetId(),
+						stateName(r.GetState()), r.GetRequester(), fmtScopes(r.GetScopes()))
+					return false, err
+				})
+				if ctx.Err() != nil {
+					return nil // interrupted: the normal end of a watch
+				}
+				return err
+			})
+		},
+	}
+	sel.register(cmd)
+	return cmd
+}
+
+// completeIDs completes request IDs from the issuer, listing what sel
+// selects; on any error it offers nothing.
+func (a *app) completeIDs(sel func(*client) *pb.ListRequestsRequest) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		if err := a.setup(cmd, args); err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), min(a.timeout, 5*time.Second))
+		defer cancel()
+		var out []cobra.Completion
+		err := a.withClient(ctx, func(c *client) error {
+			resp, err := c.api.ListRequests(ctx, sel(c))
+			if err != nil {
+				return err
+			}
+			for _, r := range resp.GetRequests() {
+				out = append(out, cobra.CompletionWithDesc(r.GetId(), stateName(r.GetState())+" "+fmtScopes(r.GetScopes())))
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveError
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}

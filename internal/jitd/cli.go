@@ -1,0 +1,237 @@
+package jitd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/jitgrant/jitgrant/internal/cli"
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+)
+
+// Version is jitd's version, set at build time with
+// -ldflags "-X github.com/jitgrant/jitgrant/internal/jitd.Version=v1.2.3".
+var Version = "dev"
+
+// NewCommand returns the jitd command line. Subcommands are registered
+// here, in one place.
+func NewCommand(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "jitd",
+		Short:         "jitgrant issuer: just-in-time access grants for gRPC services on SPIFFE",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cli.Setup(root)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(initCommand(), serveCommand(stderr), enrollCommand(), versionCommand())
+	return root
+}
+
+func versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print jitd's version",
+		Args:  cli.Args(cobra.NoArgs),
+		Run: func(cmd *cobra.Command, _ []string) {
+			v := Version
+			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+				v = bi.Main.Version
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "jitd", v)
+		},
+	}
+}
+
+func initCommand() *cobra.Command {
+	var cfg InitConfig
+	var dir, passFile string
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create a data directory: CA, audit key, a deny-all policy",
+		Args:  cli.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pass, err := ReadPassphrase(passFile)
+			if err != nil {
+				return err
+			}
+			cfg.Dir, cfg.Passphrase = DataDir(dir), pass
+			if err := Init(cfg); err != nil {
+				return err
+			}
+			d := DataDir(dir)
+			fmt.Fprintf(cmd.OutOrStdout(), "initialized %s for trust domain %s\n  trust bundle:     %s\n  audit public key: %s\n  policy:           %s (denies everything; edit it)\n",
+				dir, cfg.TrustDomain, d.CACert(), d.AuditPublicKey(), d.Policy())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "data-dir", "", "data directory to create (required)")
+	f.StringVar(&cfg.TrustDomain, "trust-domain", "", "SPIFFE trust domain, e.g. example.org (required)")
+	f.StringVar(&cfg.KeyType, "key-type", "ec-p256", "CA key type: ec-p256, ec-p384 or ed25519")
+	f.DurationVar(&cfg.CATTL, "ca-ttl", 365*24*time.Hour, "CA certificate validity")
+	f.StringVar(&passFile, "ca-passphrase-file", "", "file holding a passphrase to encrypt the CA key with")
+	cmd.MarkFlagRequired("data-dir")
+	cmd.MarkFlagRequired("trust-domain")
+	return cmd
+}
+
+func enrollCommand() *cobra.Command {
+	var cfg EnrollConfig
+	var dir, passFile string
+	cmd := &cobra.Command{
+		Use:   "enroll",
+		Short: "Issue a person's identity SVID (offline: jitd serve must not be running on the data directory)",
+		Args:  cli.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pass, err := ReadPassphrase(passFile)
+			if err != nil {
+				return err
+			}
+			cfg.Dir, cfg.Passphrase = DataDir(dir), pass
+			leaf, err := Enroll(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "enrolled %s until %s\n  %s/{%s,%s,%s}\n", cfg.ID,
+				leaf.NotAfter.UTC().Format(time.RFC3339), cfg.Out, EnrollCert, EnrollKey, EnrollBundle)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "data-dir", "", "jitd data directory (required)")
+	f.StringVar(&cfg.ID, "id", "", "the person's SPIFFE ID, e.g. spiffe://example.org/person/alice (required)")
+	f.DurationVar(&cfg.TTL, "ttl", 8*time.Hour, "how long the identity lasts")
+	f.StringVar(&cfg.Out, "out", "", "directory for svid.pem, svid.key and bundle.pem (required)")
+	f.StringVar(&passFile, "ca-passphrase-file", "", "file holding the CA key's passphrase")
+	for _, n := range []string{"data-dir", "id", "out"} {
+		cmd.MarkFlagRequired(n)
+	}
+	return cmd
+}
+
+// fileConfig is the YAML configuration file of jitd serve. Flags given on
+// the command line win over it.
+type fileConfig struct {
+	DataDir          string        `yaml:"data_dir"`
+	Listen           string        `yaml:"listen"`
+	Policy           string        `yaml:"policy"`
+	MetricsListen    string        `yaml:"metrics_listen"`
+	LogJSON          bool          `yaml:"log_json"`
+	MaxTTLCap        time.Duration `yaml:"max_ttl_cap"`
+	CAPassphraseFile string        `yaml:"ca_passphrase_file"`
+}
+
+func serveCommand(stderr io.Writer) *cobra.Command {
+	var fc fileConfig
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the issuer: API over mTLS, sweeper, policy reloads, metrics",
+		Args:  cli.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configPath != "" {
+				if err := mergeConfigFile(cmd, configPath, &fc); err != nil {
+					return err
+				}
+			}
+			if fc.DataDir == "" {
+				return fmt.Errorf("jitd: serve: --data-dir (or data_dir in --config) is required")
+			}
+			var h slog.Handler = slog.NewTextHandler(stderr, nil)
+			if fc.LogJSON {
+				h = slog.NewJSONHandler(stderr, nil)
+			}
+			logger := slog.New(h)
+			pass, err := ReadPassphrase(fc.CAPassphraseFile)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			s, err := Start(ctx, ServeConfig{
+				Dir: DataDir(fc.DataDir), Listen: fc.Listen, PolicyPath: fc.Policy,
+				MetricsListen: fc.MetricsListen, Passphrase: pass, MaxTTLCap: fc.MaxTTLCap, Logger: logger,
+			})
+			if err != nil {
+				return err
+			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			for {
+				select {
+				case <-hup:
+					ev := s.ReloadPolicy()
+					logger.Info("jitd: policy reload on SIGHUP", "ok", ev.OK, "sha256", ev.Hash, "error", ev.Err)
+				case <-ctx.Done():
+					logger.Info("jitd: shutting down")
+					return s.Stop()
+				}
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "YAML configuration file (keys: data_dir, listen, policy, metrics_listen, log_json, max_ttl_cap, ca_passphrase_file)")
+	f.StringVar(&fc.DataDir, "data-dir", "", "data directory made by jitd init")
+	f.StringVar(&fc.Listen, "listen", "127.0.0.1:8443", "issuer API address (mTLS)")
+	f.StringVar(&fc.Policy, "policy", "", "policy file (default <data-dir>/policy.yaml)")
+	f.StringVar(&fc.MetricsListen, "metrics-listen", "127.0.0.1:9090", "address of /metrics, /healthz, /readyz (empty: off)")
+	f.BoolVar(&fc.LogJSON, "log-json", false, "log JSON instead of text")
+	f.DurationVar(&fc.MaxTTLCap, "max-ttl-cap", 0, "raise the global cap on grant TTLs (default 1h, at most 24h)")
+	f.StringVar(&fc.CAPassphraseFile, "ca-passphrase-file", "", "file holding the CA key's passphrase")
+	return cmd
+}
+
+// mergeConfigFile reads the YAML file strictly and fills in every setting
+// whose flag was not given.
+func mergeConfigFile(cmd *cobra.Command, path string, fc *fileConfig) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("jitd: --config: %w", err)
+	}
+	defer f.Close()
+	var fromFile fileConfig
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(&fromFile); err != nil && err != io.EOF {
+		return fmt.Errorf("jitd: --config %s: %w", path, err)
+	}
+	set := func(flag string, dst *string, v string) {
+		if !cmd.Flags().Changed(flag) && v != "" {
+			*dst = v
+		}
+	}
+	set("data-dir", &fc.DataDir, fromFile.DataDir)
+	set("listen", &fc.Listen, fromFile.Listen)
+	set("policy", &fc.Policy, fromFile.Policy)
+	set("metrics-listen", &fc.MetricsListen, fromFile.MetricsListen)
+	set("ca-passphrase-file", &fc.CAPassphraseFile, fromFile.CAPassphraseFile)
+	if !cmd.Flags().Changed("log-json") && fromFile.LogJSON {
+		fc.LogJSON = true
+	}
+	if !cmd.Flags().Changed("max-ttl-cap") && fromFile.MaxTTLCap != 0 {
+		fc.MaxTTLCap = fromFile.MaxTTLCap
+	}
+	return nil
+}
+
+// Main runs the jitd command line and returns the process exit status: 0
+// success, 1 failure, 2 usage error.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := NewCommand(stdout, stderr)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "jitd:", err)
+	}
+	return cli.ExitStatus(err)
+}

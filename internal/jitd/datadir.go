@@ -1,0 +1,171 @@
+// Package jitd is the jitgrant daemon: its data directory (init), offline
+// enrollment of people, and the server (serve) that runs the issuer API over
+// mTLS, the sweeper, policy reloads and the metrics endpoint. cmd/jitd is a
+// thin command line over it, and tests run it in-process.
+package jitd
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jitgrant/jitgrant/audit"
+	"github.com/jitgrant/jitgrant/issuer/ca"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.yaml.in/yaml/v3"
+)
+
+// The files of a data directory.
+const (
+	fileCACert    = "ca.crt"
+	fileCAKey     = "ca.key"      // 0600, optionally encrypted
+	fileAuditKey  = "audit.key"   // 0600, note signer key
+	fileAuditPub  = "audit.pub"   // note verifier key, for auditors
+	fileMeta      = "jitd.yaml"   // trust domain and what init made
+	filePolicy    = "policy.yaml" // written by init: denies everything
+	dirDB         = "db"
+	initialPolicy = `# jitgrant policy. Nothing is allowed until a rule says so.
+# See the policy package documentation for every key.
+version: 1
+max_ttl: 1h
+groups: {}
+permissions: {}
+rules: []
+`
+)
+
+// DataDir is a jitd data directory.
+type DataDir string
+
+func (d DataDir) path(name string) string { return filepath.Join(string(d), name) }
+
+// CACert returns the path of the CA certificate, the trust bundle people and
+// services need.
+func (d DataDir) CACert() string { return d.path(fileCACert) }
+
+// AuditPublicKey returns the path of the audit verifier key.
+func (d DataDir) AuditPublicKey() string { return d.path(fileAuditPub) }
+
+// Policy returns the path of the policy file init writes.
+func (d DataDir) Policy() string { return d.path(filePolicy) }
+
+// meta is what jitd.yaml records.
+type meta struct {
+	TrustDomain string    `yaml:"trust_domain"`
+	Created     time.Time `yaml:"created"`
+	CAKeyType   string    `yaml:"ca_key_type"`
+}
+
+func (d DataDir) readMeta() (meta, spiffeid.TrustDomain, error) {
+	var m meta
+	b, err := os.ReadFile(d.path(fileMeta))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return m, spiffeid.TrustDomain{}, fmt.Errorf("jitd: %s is not a jitd data directory (no %s): run jitd init", d, fileMeta)
+		}
+		return m, spiffeid.TrustDomain{}, fmt.Errorf("jitd: %w", err)
+	}
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return m, spiffeid.TrustDomain{}, fmt.Errorf("jitd: %s: %w", d.path(fileMeta), err)
+	}
+	td, err := spiffeid.TrustDomainFromString(m.TrustDomain)
+	if err != nil {
+		return m, spiffeid.TrustDomain{}, fmt.Errorf("jitd: %s: trust_domain: %w", d.path(fileMeta), err)
+	}
+	return m, td, nil
+}
+
+// InitConfig configures Init.
+type InitConfig struct {
+	Dir         DataDir
+	TrustDomain string
+	KeyType     string // ca.ParseKeyType; default ec-p256
+	CATTL       time.Duration
+	Passphrase  []byte // encrypts the CA key when set
+	Clock       func() time.Time
+}
+
+// Init creates a data directory: CA key (0600) and certificate, audit key
+// pair, a deny-everything policy file and jitd.yaml. It refuses to touch a
+// directory that already holds any of them.
+func Init(cfg InitConfig) error {
+	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
+	if err != nil {
+		return fmt.Errorf("jitd: init: --trust-domain: %w", err)
+	}
+	kt := ca.KeyTypeECP256
+	if cfg.KeyType != "" {
+		if kt, err = ca.ParseKeyType(cfg.KeyType); err != nil {
+			return fmt.Errorf("jitd: init: --key-type: %w", err)
+		}
+	}
+	d := cfg.Dir
+	for _, name := range []string{fileCACert, fileCAKey, fileAuditKey, fileAuditPub, fileMeta, dirDB} {
+		if _, err := os.Stat(d.path(name)); err == nil {
+			return fmt.Errorf("jitd: init: %s already exists; init never overwrites a data directory", d.path(name))
+		}
+	}
+	if err := os.MkdirAll(string(d), 0o700); err != nil {
+		return fmt.Errorf("jitd: init: %w", err)
+	}
+	c, err := ca.Generate(ca.Config{TrustDomain: td, KeyType: kt, TTL: cfg.CATTL, Clock: cfg.Clock})
+	if err != nil {
+		return fmt.Errorf("jitd: init: %w", err)
+	}
+	if err := c.WriteFiles(d.path(fileCACert), d.path(fileCAKey), cfg.Passphrase); err != nil {
+		return fmt.Errorf("jitd: init: %w", err)
+	}
+	skey, vkey, err := audit.GenerateKey("jitgrant-audit-" + td.Name())
+	if err != nil {
+		return fmt.Errorf("jitd: init: %w", err)
+	}
+	if err := audit.WritePrivateKey(d.path(fileAuditKey), skey); err != nil {
+		return fmt.Errorf("jitd: init: %w", err)
+	}
+	if err := os.WriteFile(d.path(fileAuditPub), []byte(vkey+"\n"), 0o644); err != nil {
+		return fmt.Errorf("jitd: init: %w", err)
+	}
+	if _, err := os.Stat(d.path(filePolicy)); errors.Is(err, fs.ErrNotExist) {
+		if err := os.WriteFile(d.path(filePolicy), []byte(initialPolicy), 0o644); err != nil {
+			return fmt.Errorf("jitd: init: %w", err)
+		}
+	}
+	now := time.Now
+	if cfg.Clock != nil {
+		now = cfg.Clock
+	}
+	b, err := yaml.Marshal(meta{TrustDomain: td.Name(), Created: now().UTC(), CAKeyType: string(kt)})
+	if err != nil {
+		return fmt.Errorf("jitd: init: %w", err)
+	}
+	if err := os.WriteFile(d.path(fileMeta), b, 0o644); err != nil {
+		return fmt.Errorf("jitd: init: %w", err)
+	}
+	return nil
+}
+
+// loadCA loads the data directory's CA.
+func (d DataDir) loadCA(td spiffeid.TrustDomain, passphrase []byte, clock func() time.Time) (*ca.CA, error) {
+	c, err := ca.LoadFiles(ca.Config{TrustDomain: td, Clock: clock}, d.path(fileCACert), d.path(fileCAKey), passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("jitd: %w", err)
+	}
+	return c, nil
+}
+
+// ReadPassphrase reads a passphrase file, without its trailing newline; ""
+// means none.
+func ReadPassphrase(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("jitd: passphrase file: %w", err)
+	}
+	return []byte(strings.TrimRight(string(b), "\r\n")), nil
+}

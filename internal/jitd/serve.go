@@ -1,0 +1,299 @@
+package jitd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jitgrant/jitgrant/audit"
+	"github.com/jitgrant/jitgrant/internal/kv"
+	"github.com/jitgrant/jitgrant/issuer"
+	"github.com/jitgrant/jitgrant/policy"
+	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
+	"github.com/jitgrant/jitgrant/verifier"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+)
+
+// ServeConfig configures a running jitd.
+type ServeConfig struct {
+	// Dir is the data directory made by Init. Required.
+	Dir DataDir
+	// Listen is the issuer API's TCP address. Default 127.0.0.1:8443.
+	Listen string
+	// PolicyPath is the policy file. Default the data directory's.
+	PolicyPath string
+	// MetricsListen is the HTTP address of /metrics, /healthz and /readyz;
+	// "" serves none.
+	MetricsListen string
+	// Passphrase decrypts the CA key when it is encrypted.
+	Passphrase []byte
+	// MaxTTLCap raises the policy's global TTL cap (default 1h).
+	MaxTTLCap time.Duration
+	// PolicyPoll is how often the policy file is checked. Default 2s.
+	PolicyPoll time.Duration
+	// SweepEvery is how often timeouts, scheduled starts and expiries are
+	// processed. Default 1s.
+	SweepEvery time.Duration
+	// Clock is the time source. Default time.Now.
+	Clock func() time.Time
+	// Logger receives jitd's logs. Default slog.Default().
+	Logger *slog.Logger
+	// AsyncWrites turns off fsync on commit (benchmarks of the rest only).
+	AsyncWrites bool
+}
+
+// Server is a running jitd.
+type Server struct {
+	cfg      ServeConfig
+	id       spiffeid.ID
+	db       *kv.DB
+	log      *audit.Log
+	issuer   *issuer.Issuer
+	grpc     *grpc.Server
+	health   *health.Server
+	watcher  *policy.Watcher
+	lis      net.Listener
+	http     *http.Server
+	httpLis  net.Listener
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// ServerID returns jitd's own SPIFFE ID in td: clients authorize it.
+func ServerID(td spiffeid.TrustDomain) spiffeid.ID { return spiffeid.RequireFromPath(td, "/jitd") }
+
+// Start opens the data directory and starts serving. The caller must call
+// Stop.
+func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8443"
+	}
+	if cfg.PolicyPath == "" {
+		cfg.PolicyPath = cfg.Dir.Policy()
+	}
+	if cfg.PolicyPoll <= 0 {
+		cfg.PolicyPoll = 2 * time.Second
+	}
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	_, td, err := cfg.Dir.readMeta()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, id: ServerID(td)}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	c, err := cfg.Dir.loadCA(td, cfg.Passphrase, cfg.Clock)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := audit.ReadSigner(cfg.Dir.path(fileAuditKey))
+	if err != nil {
+		return nil, fmt.Errorf("jitd: %w", err)
+	}
+	if s.db, err = kv.Open(cfg.Dir.path(dirDB), kv.Config{Logger: cfg.Logger, AsyncWrites: cfg.AsyncWrites, MemTableSize: 16 << 20}); err != nil {
+		return nil, fmt.Errorf("jitd: %w", err)
+	}
+	s.log, err = audit.New(s.db.DB, audit.Config{
+		Signer: signer, Origin: "jitgrant audit " + td.Name(), Actor: s.id.String(),
+		Now: cfg.Clock, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jitd: %w", err)
+	}
+	store := issuer.NewBadgerStore(s.db.DB, s.log)
+
+	policyMetrics := policy.NewCollector()
+	policies, watcher, err := s.loadPolicy(ctx, store, policyMetrics)
+	if err != nil {
+		return nil, err
+	}
+	s.watcher = watcher
+	s.issuer, err = issuer.New(issuer.Config{
+		CA: c, Store: store, Policies: policies, ID: s.id, Clock: cfg.Clock, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jitd: %w", err)
+	}
+	svids := newRotatingSVID(c, s.id, 24*time.Hour, cfg.Clock)
+	v, err := verifier.New(verifier.Config{
+		SVIDSource: svids, BundleSource: c.Bundle(), PublicMethods: issuer.PublicMethods,
+		Clock: cfg.Clock, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jitd: %w", err)
+	}
+	s.grpc = grpc.NewServer(v.ServerOptions()...)
+	pb.RegisterIssuerServer(s.grpc, issuer.NewService(s.issuer, s.log))
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	if s.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("jitd: API listener: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		v.Collector(), s.issuer.Collector(), audit.NewCollector(s.log), policyMetrics)
+	if cfg.MetricsListen != "" {
+		if s.httpLis, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return nil, fmt.Errorf("jitd: metrics listener: %w", err)
+		}
+		s.http = &http.Server{Handler: s.httpHandler(reg), ReadHeaderTimeout: 10 * time.Second}
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.goRun(func() { _ = s.grpc.Serve(s.lis) })
+	if s.http != nil {
+		s.goRun(func() { _ = s.http.Serve(s.httpLis) })
+	}
+	s.goRun(func() { _ = watcher.Run(runCtx) })
+	ticker := time.NewTicker(cfg.SweepEvery)
+	s.goRun(func() { defer ticker.Stop(); _ = s.issuer.Run(runCtx, ticker.C) })
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(pb.Issuer_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	cfg.Logger.Info("jitd: serving", "trust_domain", td.Name(), "api", s.lis.Addr().String(),
+		"metrics", cfg.MetricsListen, "policy", cfg.PolicyPath, "id", s.id.String())
+	return s, nil
+}
+
+func (s *Server) goRun(f func()) {
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); f() }()
+}
+
+// loadPolicy loads the policy file (an invalid one at start is an error),
+// audits every load and returns the store and its watcher.
+func (s *Server) loadPolicy(ctx context.Context, store issuer.Store, metrics *policy.Collector) (*policy.Store, *policy.Watcher, error) {
+	opts := policy.Options{MaxTTLCap: s.cfg.MaxTTLCap}
+	p, err := policy.Load(s.cfg.PolicyPath, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("jitd: %w", err)
+	}
+	ps := policy.NewStore(p)
+	if err := store.Audit(ctx, policyRecord(s.id, s.cfg.PolicyPath, p.Hash(), nil)); err != nil {
+		return nil, nil, fmt.Errorf("jitd: auditing the policy load: %w", err)
+	}
+	w, err := policy.NewWatcher(policy.WatcherConfig{
+		Path: s.cfg.PolicyPath, Options: opts, Store: ps, Interval: s.cfg.PolicyPoll,
+		Now: s.cfg.Clock, Logger: s.cfg.Logger, Collector: metrics,
+		OnLoad: func(ev policy.LoadEvent) {
+			rec := policyRecord(s.id, ev.Path, ev.Hash, ev.Err)
+			if err := store.Audit(context.Background(), rec); err != nil {
+				s.cfg.Logger.Error("jitd: auditing a policy load failed", "error", err)
+			}
+		},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("jitd: %w", err)
+	}
+	return ps, w, nil
+}
+
+func policyRecord(id spiffeid.ID, path, hash string, loadErr error) audit.Record {
+	d := map[string]string{"path": path, "sha256": hash, "ok": "true"}
+	if loadErr != nil {
+		d["ok"], d["error"] = "false", loadErr.Error()
+	}
+	return audit.Record{Actor: id.String(), Action: audit.ActionPolicyLoaded, Details: d}
+}
+
+func (s *Server) httpHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if _, err := s.log.Latest(); err != nil && !errors.Is(err, audit.ErrNotFound) {
+			http.Error(w, "audit log: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// ReloadPolicy reads the policy file now (jitd serve does it on SIGHUP). A
+// file that does not parse leaves the policy in force; the event says why.
+func (s *Server) ReloadPolicy() policy.LoadEvent { return s.watcher.ReloadNow() }
+
+// Addr returns the issuer API's address.
+func (s *Server) Addr() string { return s.lis.Addr().String() }
+
+// MetricsAddr returns the metrics endpoint's address, "" when none.
+func (s *Server) MetricsAddr() string {
+	if s.httpLis == nil {
+		return ""
+	}
+	return s.httpLis.Addr().String()
+}
+
+// Issuer returns the running issuer (tests sweep through it).
+func (s *Server) Issuer() *issuer.Issuer { return s.issuer }
+
+// AuditLog returns the running audit log.
+func (s *Server) AuditLog() *audit.Log { return s.log }
+
+// Stop shuts down: streams are ended, in-flight calls finish (for up to ten
+// seconds), a final checkpoint is signed and the database is closed.
+func (s *Server) Stop() error {
+	s.stopOnce.Do(func() {
+		if s.health != nil {
+			s.health.Shutdown()
+		}
+		if s.issuer != nil {
+			s.issuer.Close() // ends watch streams, so GracefulStop need not wait for them
+		}
+		if s.grpc != nil {
+			done := make(chan struct{})
+			go func() { s.grpc.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				s.grpc.Stop()
+			}
+		}
+		if s.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = s.http.Shutdown(ctx)
+			cancel()
+		}
+		if s.cancel != nil {
+			s.cancel()
+		}
+		s.wg.Wait()
+		var errs []error
+		if s.log != nil {
+			errs = append(errs, s.log.Close())
+		}
+		if s.db != nil {
+			errs = append(errs, s.db.Close())
+		}
+		s.stopErr = errors.Join(errs...)
+	})
+	return s.stopErr
+}

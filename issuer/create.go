@@ -1,0 +1,208 @@
+package issuer
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jitgrant/jitgrant/audit"
+	"github.com/jitgrant/jitgrant/grant"
+	"github.com/jitgrant/jitgrant/policy"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Limits on a new request.
+const (
+	MaxReasonLength = 1024
+	MaxUseLimit     = 1_000_000
+	MaxCSRSize      = 8 << 10
+)
+
+// CreateInput is a new access request.
+type CreateInput struct {
+	Scopes     []grant.Scope
+	TTL        time.Duration
+	Reason     string
+	Start      time.Time // zero: as soon as approved
+	CSR        []byte    // DER PKCS#10; nil: the issuer makes the key pair
+	DryRun     bool
+	BreakGlass bool
+	UseLimit   uint32
+}
+
+// Validate checks the input on its own, naming the first bad field.
+func (in *CreateInput) Validate() error {
+	if len(in.Scopes) == 0 {
+		return fmt.Errorf("%w: scopes: at least one scope is required", ErrInvalid)
+	}
+	if len(in.Scopes) > grant.MaxScopes {
+		return fmt.Errorf("%w: scopes: %d scopes, at most %d", ErrInvalid, len(in.Scopes), grant.MaxScopes)
+	}
+	for i, s := range in.Scopes {
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("%w: scopes[%d]: %s", ErrInvalid, i, strings.TrimPrefix(err.Error(), "grant: invalid: "))
+		}
+	}
+	if in.TTL <= 0 {
+		return fmt.Errorf("%w: ttl: %s is not positive", ErrInvalid, in.TTL)
+	}
+	if len(in.Reason) > MaxReasonLength {
+		return fmt.Errorf("%w: reason: %d bytes, at most %d", ErrInvalid, len(in.Reason), MaxReasonLength)
+	}
+	if !utf8.ValidString(in.Reason) || strings.ContainsFunc(in.Reason, func(r rune) bool { return r < ' ' && r != '\t' }) {
+		return fmt.Errorf("%w: reason: not printable UTF-8", ErrInvalid)
+	}
+	if in.UseLimit > MaxUseLimit {
+		return fmt.Errorf("%w: use_limit: %d, at most %d", ErrInvalid, in.UseLimit, MaxUseLimit)
+	}
+	if len(in.CSR) > MaxCSRSize {
+		return fmt.Errorf("%w: csr: %d bytes, at most %d", ErrInvalid, len(in.CSR), MaxCSRSize)
+	}
+	if in.BreakGlass && !in.Start.IsZero() {
+		return fmt.Errorf("%w: start_time: a break-glass grant starts at once", ErrInvalid)
+	}
+	return nil
+}
+
+// parseCSR checks a CSR for the caller: a valid signature, exactly one URI
+// SAN and it is the caller's ID, no other names.
+func parseCSR(der []byte, caller spiffeid.ID) (*x509.CertificateRequest, error) {
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: csr: %v", ErrInvalid, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: csr: signature: %v", ErrInvalid, err)
+	}
+	if len(csr.URIs) != 1 || csr.URIs[0].String() != caller.String() {
+		return nil, fmt.Errorf("%w: csr: its URI SAN must be the caller's SPIFFE ID %s (one URI SAN, got %d)", ErrInvalid, caller, len(csr.URIs))
+	}
+	if len(csr.DNSNames)+len(csr.EmailAddresses)+len(csr.IPAddresses) > 0 {
+		return nil, fmt.Errorf("%w: csr: only a URI SAN is allowed", ErrInvalid)
+	}
+	return csr, nil
+}
+
+// Create takes a new request from caller. It returns the policy's decision
+// and, unless the request is a dry run or denied, the stored request (already
+// issued when auto-approved or break-glass and due now).
+func (is *Issuer) Create(ctx context.Context, caller spiffeid.ID, in CreateInput) (*Request, policy.Decision, error) {
+	if err := in.Validate(); err != nil {
+		return nil, policy.Decision{}, err
+	}
+	now := is.now()
+	if !in.Start.IsZero() {
+		if in.Start.Before(now.Add(-time.Minute)) {
+			return nil, policy.Decision{}, fmt.Errorf("%w: start_time: %s is in the past", ErrInvalid, in.Start.Format(time.RFC3339))
+		}
+		if in.Start.After(now.Add(is.cfg.MaxStartDelay)) {
+			return nil, policy.Decision{}, fmt.Errorf("%w: start_time: more than %s ahead", ErrInvalid, is.cfg.MaxStartDelay)
+		}
+	}
+	var pub []byte
+	if in.CSR != nil {
+		csr, err := parseCSR(in.CSR, caller)
+		if err != nil {
+			return nil, policy.Decision{}, err
+		}
+		if pub, err = x509.MarshalPKIXPublicKey(csr.PublicKey); err != nil {
+			return nil, policy.Decision{}, fmt.Errorf("%w: csr: public key: %v", ErrInvalid, err)
+		}
+	}
+	p, err := is.policy()
+	if err != nil {
+		return nil, policy.Decision{}, err
+	}
+	d := p.Decide(policy.Request{
+		Requester: caller, Scopes: in.Scopes, TTL: in.TTL, Reason: in.Reason,
+		Time: now, BreakGlass: in.BreakGlass, UseLimit: in.UseLimit,
+	})
+	if in.DryRun {
+		return nil, d, nil
+	}
+	if d.Outcome == policy.Denied {
+		is.metrics.denied.Add(1)
+		// A refused request is stored nowhere, but the attempt is audited.
+		rec := record(caller, audit.ActionRequestDenied, map[string]string{
+			"stage": "policy", "rule": d.Rule, "why": strings.Join(d.Reasons, "; "), "scopes": scopeList(in.Scopes),
+		})
+		if err := is.cfg.Store.Audit(ctx, rec); err != nil {
+			return nil, d, err
+		}
+		if d.Rule == "" {
+			return nil, d, fmt.Errorf("%w: no policy rule allows this request (see the decision's reasons with --dry-run)", ErrPermission)
+		}
+		return nil, d, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(d.Reasons, "; "))
+	}
+	id, err := newID(now)
+	if err != nil {
+		return nil, d, err
+	}
+	r := &Request{
+		ID: id, Requester: caller.String(), State: StatePending, Scopes: in.Scopes, TTL: in.TTL,
+		Reason: in.Reason, UseLimit: in.UseLimit, Rule: d.Rule, Factors: factors(d.Factors),
+		CreateTime: now, UpdateTime: now, ReviewDeadline: now.Add(d.PendingTimeout),
+		StartTime: in.Start, PublicKey: pub, Version: 1,
+	}
+	details := map[string]string{
+		"rule": d.Rule, "scopes": scopeList(in.Scopes), "ttl": in.TTL.String(), "reason": in.Reason,
+		"outcome": d.Outcome.String(),
+	}
+	if in.UseLimit > 0 {
+		details["use_limit"] = strconv.FormatUint(uint64(in.UseLimit), 10)
+	}
+	action := audit.ActionRequestCreated
+	switch d.Outcome {
+	case policy.NeedsApproval:
+		r.Missing = r.Factors
+	case policy.AutoApproved:
+		r.State = StateApproved
+	case policy.BreakGlass:
+		r.State, r.BreakGlass, r.NeedsReview = StateApproved, true, true
+		action = audit.ActionBreakGlass
+		is.metrics.breakGlass.Add(1)
+		is.cfg.Logger.Warn("issuer: break-glass request", "request", id, "requester", caller.String(), "reason", in.Reason)
+	}
+	rec := record(caller, action, details)
+	rec.Subject = r.ID
+	if err := is.cfg.Store.Put(ctx, nil, r, rec); err != nil {
+		return nil, d, err
+	}
+	r.ReviewDeadline = r.ReviewDeadline.UTC()
+	is.committed(r, action)
+	if r.State == StateApproved {
+		if issued, err := is.issueIfDue(ctx, r); err != nil {
+			return r, d, err
+		} else if issued != nil {
+			r = issued
+		}
+	}
+	return r, d, nil
+}
+
+func factors(fs []policy.Factor) []Factor {
+	out := make([]Factor, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, Factor{Count: f.Count, Groups: append([]string(nil), f.Groups...)})
+	}
+	return out
+}
+
+// scopeList renders scopes for an audit entry: "method[res,res] method".
+func scopeList(scopes []grant.Scope) string {
+	var b strings.Builder
+	for i, s := range scopes {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(s.Method)
+		if len(s.Resources) > 0 {
+			b.WriteString("[" + strings.Join(s.Resources, ",") + "]")
+		}
+	}
+	return b.String()
+}

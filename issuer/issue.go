@@ -1,0 +1,146 @@
+package issuer
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jitgrant/jitgrant/audit"
+	"github.com/jitgrant/jitgrant/grant"
+	"github.com/jitgrant/jitgrant/issuer/ca"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// issueIfDue issues an approved request whose start has come: it becomes
+// ISSUED, valid until start+TTL, and a CSR-based request gets its certificate
+// now. It returns the request as it stands after the attempt (another
+// caller, such as the sweeper, may have issued it first).
+func (is *Issuer) issueIfDue(ctx context.Context, known *Request) (*Request, error) {
+	r, err := is.changeFrom(ctx, known, func(r *Request) (audit.Record, error) {
+		now := is.now()
+		if r.State != StateApproved || r.StartTime.After(now) {
+			return audit.Record{}, errSkip
+		}
+		r.State = StateIssued
+		if r.StartTime.IsZero() {
+			r.StartTime = now
+		}
+		r.NotAfter = r.StartTime.Add(r.TTL)
+		details := map[string]string{"not_after": r.NotAfter.Format(time.RFC3339)}
+		if r.PublicKey != nil {
+			pub, err := x509.ParsePKIXPublicKey(r.PublicKey)
+			if err != nil {
+				return audit.Record{}, fmt.Errorf("issuer: request %s: stored public key: %w", r.ID, err)
+			}
+			svid, err := is.mint(r, pub)
+			if err != nil {
+				return audit.Record{}, err
+			}
+			r.CertChain = chainDER(svid)
+			r.Serial = fmt.Sprintf("%x", svid.Certificates[0].SerialNumber)
+			r.NotAfter = svid.Certificates[0].NotAfter
+			details["serial"] = r.Serial
+		}
+		if r.BreakGlass {
+			details["break_glass"] = "true"
+		}
+		return record(is.cfg.ID, audit.ActionGrantIssued, details), nil
+	})
+	if errors.Is(err, errSkip) {
+		return r, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	is.metrics.issued.Add(1)
+	return r, nil
+}
+
+// mint signs the grant SVID of r for pub (nil: a new key pair), valid from
+// now until r.NotAfter.
+func (is *Issuer) mint(r *Request, pub crypto.PublicKey) (*x509svid.SVID, error) {
+	id, err := spiffeid.FromString(r.Requester)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: request %s: requester: %w", r.ID, err)
+	}
+	g := &grant.Grant{ID: r.ID, Scopes: r.Scopes, UseLimit: r.UseLimit}
+	for _, rv := range r.Reviews {
+		if rv.Approve && len(g.Approvers) < grant.MaxApprovers {
+			if a, err := spiffeid.FromString(rv.Approver); err == nil {
+				g.Approvers = append(g.Approvers, a)
+			}
+		}
+	}
+	ttl := r.NotAfter.Sub(is.now())
+	if ttl <= 0 {
+		return nil, fmt.Errorf("%w: request %s: the grant has expired", ErrState, r.ID)
+	}
+	start := time.Now()
+	svid, err := is.cfg.CA.Mint(ca.Request{ID: id, PublicKey: pub, TTL: ttl, Grant: g})
+	is.metrics.mintSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("issuer: request %s: %w", r.ID, err)
+	}
+	return svid, nil
+}
+
+func chainDER(svid *x509svid.SVID) [][]byte {
+	out := make([][]byte, 0, len(svid.Certificates))
+	for _, c := range svid.Certificates {
+		out = append(out, c.Raw)
+	}
+	return out
+}
+
+// Fetched is what Fetch returns: the grant's certificate chain (DER, leaf
+// first) and, for a request made without a CSR, the private key the issuer
+// made for it (PKCS#8 DER), which is never stored.
+type Fetched struct {
+	Request   *Request
+	CertChain [][]byte
+	Key       crypto.Signer
+}
+
+// Fetch returns the certificate of caller's issued grant. For a CSR-based
+// request it is the certificate minted at issuance. For one made without a
+// CSR, and only when withKey is set (the Workload API, which delivers the
+// key over its socket), a new key pair and certificate are made for this
+// fetch, valid until the grant's end.
+func (is *Issuer) Fetch(ctx context.Context, caller spiffeid.ID, id string, withKey bool) (*Fetched, error) {
+	r, err := is.cfg.Store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.Requester != caller.String() {
+		return nil, fmt.Errorf("%w: only the requester may fetch grant %s", ErrPermission, id)
+	}
+	if r.PublicKey == nil && !withKey {
+		return nil, fmt.Errorf("%w: request %s was made without a CSR: its grant is delivered by the SPIFFE Workload API, not FetchGrant", ErrState, id)
+	}
+	if r.State != StateIssued {
+		return nil, fmt.Errorf("%w: request %s is %s, not ISSUED", ErrState, id, r.State)
+	}
+	if !is.now().Before(r.NotAfter) {
+		return nil, fmt.Errorf("%w: grant %s has expired", ErrState, id)
+	}
+	out := &Fetched{Request: r, CertChain: r.CertChain}
+	details := map[string]string{"serial": r.Serial}
+	if r.PublicKey == nil {
+		svid, err := is.mint(r, nil)
+		if err != nil {
+			return nil, err
+		}
+		out.CertChain, out.Key = chainDER(svid), svid.PrivateKey
+		details["serial"] = fmt.Sprintf("%x", svid.Certificates[0].SerialNumber)
+	}
+	rec := record(caller, audit.ActionGrantFetched, details)
+	rec.Subject = id
+	if err := is.cfg.Store.Audit(ctx, rec); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

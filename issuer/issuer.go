@@ -1,0 +1,170 @@
+// Package issuer is jitgrant's issuer: access requests, their review under
+// policy, issuance of grant X.509-SVIDs, and the gRPC service jitd serves.
+//
+// [Issuer] holds the domain logic and knows nothing of gRPC: every method
+// takes the caller's SPIFFE ID (authenticated by mTLS in the service) and
+// returns errors wrapping ErrNotFound, ErrInvalid, ErrPermission or ErrState.
+// [Service] adapts it to the jitgrant.v1.Issuer API. State lives in a
+// [Store]; each state change commits together with its audit entry.
+package issuer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jitgrant/jitgrant/audit"
+	"github.com/jitgrant/jitgrant/issuer/ca"
+	"github.com/jitgrant/jitgrant/policy"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Policies gives the policy in force; policy.Store implements it.
+type Policies interface {
+	Current() *policy.Policy
+}
+
+// Config configures an Issuer.
+type Config struct {
+	// CA mints grant SVIDs. Required.
+	CA *ca.CA
+	// Store keeps requests. Required.
+	Store Store
+	// Policies gives the policy in force. Required.
+	Policies Policies
+	// ID is the issuer's own SPIFFE ID, the actor of the entries it writes
+	// on its own (issuance, expiry, timeouts). Required.
+	ID spiffeid.ID
+	// Clock is the time source. Default time.Now.
+	Clock func() time.Time
+	// Logger receives the issuer's logs. Default slog.Default().
+	Logger *slog.Logger
+	// MaxStartDelay bounds how far ahead a grant may be scheduled. Default
+	// 7 days.
+	MaxStartDelay time.Duration
+	// OnChange, if set, is called after every committed change of a
+	// request (for notifications); it must not block.
+	OnChange func(r *Request, action audit.Action)
+}
+
+// Issuer runs the request lifecycle. It is safe for concurrent use.
+type Issuer struct {
+	cfg     Config
+	hub     *hub
+	revs    *revocations
+	metrics *metrics
+	done    chan struct{} // closed by Close: streams end
+	close   sync.Once
+}
+
+// Close ends every WatchRequests and WatchRevocations stream, so that a
+// server can stop gracefully. The issuer keeps serving other calls.
+func (is *Issuer) Close() {
+	is.close.Do(func() { close(is.done) })
+}
+
+// New returns an Issuer for cfg.
+func New(cfg Config) (*Issuer, error) {
+	switch {
+	case cfg.CA == nil:
+		return nil, errors.New("issuer: config: CA is required")
+	case cfg.Store == nil:
+		return nil, errors.New("issuer: config: Store is required")
+	case cfg.Policies == nil:
+		return nil, errors.New("issuer: config: Policies is required")
+	case cfg.ID.IsZero():
+		return nil, errors.New("issuer: config: ID is required")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxStartDelay <= 0 {
+		cfg.MaxStartDelay = 7 * 24 * time.Hour
+	}
+	is := &Issuer{cfg: cfg, hub: newHub(), revs: newRevocations(), metrics: newMetrics(), done: make(chan struct{})}
+	if err := is.loadRevocations(context.Background()); err != nil {
+		return nil, fmt.Errorf("issuer: loading revocations: %w", err)
+	}
+	return is, nil
+}
+
+// now returns the issuer's time, truncated to the microsecond so that what
+// is stored (as JSON) reads back equal.
+func (is *Issuer) now() time.Time { return is.cfg.Clock().UTC().Truncate(time.Microsecond) }
+
+// policy returns the policy in force, failing closed when there is none.
+func (is *Issuer) policy() (*policy.Policy, error) {
+	p := is.cfg.Policies.Current()
+	if p == nil {
+		return nil, fmt.Errorf("%w: no policy is loaded", ErrState)
+	}
+	return p, nil
+}
+
+// maxConflictRetries bounds the optimistic retries of one change.
+const maxConflictRetries = 16
+
+// change applies a transition to the request with this ID and commits it with
+// its audit record, retrying when another change committed first. transition
+// gets a private copy of the current request and returns the audit record,
+// or an error that aborts the change. errSkip aborts it without error.
+func (is *Issuer) change(ctx context.Context, id string, transition func(r *Request) (audit.Record, error)) (*Request, error) {
+	return is.changeFrom(ctx, &Request{ID: id}, transition)
+}
+
+// changeFrom is change starting from known, the request as the caller last
+// saw it; a known with Version 0 is read from the store first.
+func (is *Issuer) changeFrom(ctx context.Context, known *Request, transition func(r *Request) (audit.Record, error)) (*Request, error) {
+	id := known.ID
+	for range maxConflictRetries {
+		cur := known
+		if cur == nil || cur.Version == 0 {
+			var err error
+			if cur, err = is.cfg.Store.Get(ctx, id); err != nil {
+				return nil, err
+			}
+		}
+		known = nil // a retry reads the store
+		next := cur.clone()
+		rec, err := transition(next)
+		if err != nil {
+			return cur, err
+		}
+		next.Version = cur.Version + 1
+		next.UpdateTime = is.now()
+		rec.Subject = next.ID
+		err = is.cfg.Store.Put(ctx, cur, next, rec)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		is.committed(next, rec.Action)
+		return next, nil
+	}
+	return nil, fmt.Errorf("issuer: request %s: %w: too many concurrent changes", id, ErrConflict)
+}
+
+// errSkip ends a transition that has nothing to do.
+var errSkip = errors.New("issuer: nothing to do")
+
+// committed tells watchers, metrics and notifications about a change.
+func (is *Issuer) committed(r *Request, action audit.Action) {
+	is.hub.publish(r)
+	is.metrics.observe(r, action)
+	if is.cfg.OnChange != nil {
+		is.cfg.OnChange(r, action)
+	}
+}
+
+// record builds an audit record for an action on a request.
+func record(actor spiffeid.ID, action audit.Action, details map[string]string) audit.Record {
+	return audit.Record{Actor: actor.String(), Action: action, Details: details}
+}

@@ -1,0 +1,82 @@
+package issuer
+
+import (
+	"sync/atomic"
+
+	"github.com/jitgrant/jitgrant/audit"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the issuer's counters, exposed by Issuer.Collector.
+type metrics struct {
+	actions        *prometheus.CounterVec
+	mintSeconds    prometheus.Histogram
+	decideSeconds  prometheus.Histogram
+	issued         atomic.Uint64
+	revoked        atomic.Uint64
+	denied         atomic.Uint64
+	breakGlass     atomic.Uint64
+	reviewsRefused atomic.Uint64
+}
+
+func newMetrics() *metrics {
+	return &metrics{
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitgrant_issuer_request_changes_total",
+			Help: "Committed request changes, by audit action and resulting state.",
+		}, []string{"action", "state"}),
+		mintSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "jitgrant_issuer_mint_seconds",
+			Help:    "Time to sign and re-check one grant SVID.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 12),
+		}),
+		decideSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "jitgrant_issuer_request_decision_seconds",
+			Help:    "Time from a request's creation to its approval, denial or timeout.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 12),
+		}),
+	}
+}
+
+func (m *metrics) observe(r *Request, action audit.Action) {
+	m.actions.WithLabelValues(string(action), string(r.State)).Inc()
+	switch r.State {
+	case StateApproved, StateDenied, StateTimedOut:
+		m.decideSeconds.Observe(r.UpdateTime.Sub(r.CreateTime).Seconds())
+	}
+}
+
+// Collector returns the issuer's metrics for a prometheus registry.
+func (is *Issuer) Collector() prometheus.Collector { return (*collector)(is) }
+
+type collector Issuer
+
+var (
+	descCounts = prometheus.NewDesc("jitgrant_issuer_events_total",
+		"Issuer events: grants issued and revoked, requests refused by policy, break-glass grants, reviews refused.",
+		[]string{"event"}, nil)
+	descWatchers = prometheus.NewDesc("jitgrant_issuer_watchers",
+		"Open WatchRequests streams.", nil, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	c.metrics.actions.Describe(ch)
+	c.metrics.mintSeconds.Describe(ch)
+	c.metrics.decideSeconds.Describe(ch)
+	ch <- descCounts
+	ch <- descWatchers
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	m := c.metrics
+	m.actions.Collect(ch)
+	m.mintSeconds.Collect(ch)
+	m.decideSeconds.Collect(ch)
+	for name, v := range map[string]*atomic.Uint64{
+		"issued": &m.issued, "revoked": &m.revoked, "denied_by_policy": &m.denied,
+		"break_glass": &m.breakGlass, "review_refused": &m.reviewsRefused,
+	} {
+		ch <- prometheus.MustNewConstMetric(descCounts, prometheus.CounterValue, float64(v.Load()), name)
+	}
+	ch <- prometheus.MustNewConstMetric(descWatchers, prometheus.GaugeValue, float64(c.hub.count()))
+}

@@ -1,0 +1,222 @@
+package issuer
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jitgrant/jitgrant/audit"
+	"github.com/jitgrant/jitgrant/policy"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Revocation is one revoked grant, kept until the grant would have expired.
+type Revocation struct {
+	GrantID  string
+	NotAfter time.Time
+}
+
+// revocations is the issuer's set of revoked, unexpired grants and the
+// streams following it.
+type revocations struct {
+	mu   sync.Mutex
+	set  map[string]time.Time
+	subs map[chan Revocation]struct{}
+}
+
+func newRevocations() *revocations {
+	return &revocations{set: make(map[string]time.Time), subs: make(map[chan Revocation]struct{})}
+}
+
+// add records a revocation and hands it to every follower; a follower whose
+// buffer is full is dropped (its channel closed) and must reconnect, which
+// gives it a full snapshot.
+func (rv *revocations) add(r Revocation) {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	rv.set[r.GrantID] = r.NotAfter
+	for ch := range rv.subs {
+		select {
+		case ch <- r:
+		default:
+			delete(rv.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+// follow returns the current set (expired entries dropped) and a channel of
+// the revocations that come after it.
+func (rv *revocations) follow(now time.Time) ([]Revocation, chan Revocation) {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	out := make([]Revocation, 0, len(rv.set))
+	for id, na := range rv.set {
+		if now.After(na) {
+			delete(rv.set, id)
+			continue
+		}
+		out = append(out, Revocation{GrantID: id, NotAfter: na})
+	}
+	ch := make(chan Revocation, watcherBuffer)
+	rv.subs[ch] = struct{}{}
+	return out, ch
+}
+
+func (rv *revocations) unfollow(ch chan Revocation) {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	if _, ok := rv.subs[ch]; ok {
+		delete(rv.subs, ch)
+		close(ch)
+	}
+}
+
+func (rv *revocations) followers() int {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	return len(rv.subs)
+}
+
+// loadRevocations fills the set from the store at start: every revoked grant
+// that has not expired.
+func (is *Issuer) loadRevocations(ctx context.Context) error {
+	now := is.now()
+	before := ""
+	for {
+		page, next, err := is.cfg.Store.List(ctx, Query{States: []State{StateRevoked}, Before: before, Limit: MaxPageSize})
+		if err != nil {
+			return err
+		}
+		for _, r := range page {
+			if na := r.grantEnd(); now.Before(na) {
+				is.revs.add(Revocation{GrantID: r.ID, NotAfter: na})
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		before = next
+	}
+}
+
+// grantEnd is when r's grant ends or would have ended.
+func (r *Request) grantEnd() time.Time {
+	if !r.NotAfter.IsZero() {
+		return r.NotAfter
+	}
+	start := r.StartTime
+	if start.IsZero() {
+		start = r.UpdateTime
+	}
+	return start.Add(r.TTL)
+}
+
+// WatchRevocations calls send with the set of revoked, unexpired grants,
+// then with each new revocation, and with an empty heartbeat on every tick
+// of heartbeat, until ctx ends or send fails. The caller needs the
+// watch_revocations permission.
+func (is *Issuer) WatchRevocations(ctx context.Context, caller spiffeid.ID, heartbeat <-chan time.Time, send func(snapshot bool, rs []Revocation) error) error {
+	p, err := is.policy()
+	if err != nil {
+		return err
+	}
+	if !p.Allowed(policy.WatchRevocations, caller) {
+		return fmt.Errorf("%w: following revocations needs the %s permission", ErrPermission, policy.WatchRevocations)
+	}
+	set, ch := is.revs.follow(is.now())
+	defer is.revs.unfollow(ch)
+	if err := send(true, set); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-is.done:
+			return fmt.Errorf("%w: the issuer is shutting down; reconnect", ErrUnavailable)
+		case r, ok := <-ch:
+			if !ok {
+				return fmt.Errorf("%w: revocation follower fell behind; reconnect", ErrState)
+			}
+			batch := []Revocation{r}
+			for len(batch) < 256 {
+				select {
+				case r, ok := <-ch:
+					if !ok {
+						return fmt.Errorf("%w: revocation follower fell behind; reconnect", ErrState)
+					}
+					batch = append(batch, r)
+					continue
+				default:
+				}
+				break
+			}
+			if err := send(false, batch); err != nil {
+				return err
+			}
+		case <-heartbeat:
+			if err := send(false, nil); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// UseReport is the issuer's answer to a use report.
+type UseReport struct {
+	Total, Limit uint32
+	Exhausted    bool
+}
+
+// MaxUsesPerReport bounds one report.
+const MaxUsesPerReport = 1 << 20
+
+// ReportUse records uses of a grant reported by a verifier (a caller with
+// the watch_revocations permission) and audits them. When the grant's use
+// limit is reached it is revoked, and every verifier following revocations
+// refuses it from then on.
+func (is *Issuer) ReportUse(ctx context.Context, caller spiffeid.ID, id string, uses uint32) (UseReport, error) {
+	if uses == 0 || uses > MaxUsesPerReport {
+		return UseReport{}, fmt.Errorf("%w: uses: %d not in [1, %d]", ErrInvalid, uses, MaxUsesPerReport)
+	}
+	p, err := is.policy()
+	if err != nil {
+		return UseReport{}, err
+	}
+	if !p.Allowed(policy.WatchRevocations, caller) {
+		return UseReport{}, fmt.Errorf("%w: reporting uses needs the %s permission", ErrPermission, policy.WatchRevocations)
+	}
+	var rep UseReport
+	exhaustedNow := false
+	r, err := is.change(ctx, id, func(r *Request) (audit.Record, error) {
+		switch r.State {
+		case StateIssued, StateRevoked, StateExpired:
+		default:
+			return audit.Record{}, fmt.Errorf("%w: request %s is %s; it has no grant to use", ErrState, id, r.State)
+		}
+		r.Uses = min(r.Uses+uses, 1<<32-1)
+		rep = UseReport{Total: r.Uses, Limit: r.UseLimit}
+		details := map[string]string{"uses": strconv.FormatUint(uint64(uses), 10), "total": strconv.FormatUint(uint64(r.Uses), 10)}
+		exhaustedNow = false
+		if r.UseLimit > 0 && r.Uses >= r.UseLimit {
+			rep.Exhausted = true
+			details["exhausted"] = "true"
+			if r.State == StateIssued {
+				r.State, r.EndedBy, r.EndReason = StateRevoked, is.cfg.ID.String(), "use limit reached"
+				exhaustedNow = true
+			}
+		}
+		return record(caller, audit.ActionGrantUsed, details), nil
+	})
+	if err != nil {
+		return UseReport{}, err
+	}
+	if exhaustedNow {
+		is.metrics.revoked.Add(1)
+		is.revs.add(Revocation{GrantID: r.ID, NotAfter: r.grantEnd()})
+	}
+	return rep, nil
+}

@@ -1,0 +1,477 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jitgrant/jitgrant/audit"
+	"github.com/jitgrant/jitgrant/grant"
+	"github.com/jitgrant/jitgrant/policy"
+	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
+	"github.com/jitgrant/jitgrant/verifier"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Exporter writes the audit log as JSON Lines; *audit.Log implements it.
+type Exporter interface {
+	Export(ctx context.Context, w io.Writer, from, to uint64) error
+	// Size returns the number of entries.
+	Size() uint64
+}
+
+// Service serves the jitgrant.v1.Issuer API over an Issuer. Callers are
+// authenticated by the verifier's mTLS credentials, which the server must
+// use ([Service.ServerOptions]); every method reads the caller's SPIFFE ID
+// from the verified peer.
+type Service struct {
+	pb.UnimplementedIssuerServer
+	is       *Issuer
+	audit    Exporter
+	policies Policies
+	log      *slog.Logger
+	// Heartbeat is the longest WatchRevocations stays silent. Default 5s.
+	Heartbeat time.Duration
+}
+
+// NewService returns the API service of is; audit serves ExportAudit.
+func NewService(is *Issuer, audit Exporter) *Service {
+	return &Service{is: is, audit: audit, policies: is.cfg.Policies, log: is.cfg.Logger, Heartbeat: 5 * time.Second}
+}
+
+// PublicMethods are the issuer API's methods for verifier.Config: they need
+// a verified SVID but no grant.
+var PublicMethods = []string{
+	"/jitgrant.v1.Issuer/*",
+	"/grpc.health.v1.Health/*",
+	"/grpc.reflection.v1.ServerReflection/*",
+	"/grpc.reflection.v1alpha.ServerReflection/*",
+}
+
+func caller(ctx context.Context) (spiffeid.ID, error) {
+	id, ok := verifier.PeerIDFromContext(ctx)
+	if !ok {
+		return spiffeid.ID{}, status.Error(codes.Unauthenticated, "jitgrant: an X.509-SVID is required")
+	}
+	return id, nil
+}
+
+// toStatus maps the issuer's errors to gRPC status codes. The text of an
+// expected error goes to the client; an unexpected one is logged and the
+// client learns only that it was internal.
+func (s *Service) toStatus(ctx context.Context, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Internal
+	switch {
+	case errors.Is(err, ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, ErrInvalid):
+		code = codes.InvalidArgument
+	case errors.Is(err, ErrPermission):
+		code = codes.PermissionDenied
+	case errors.Is(err, ErrState):
+		code = codes.FailedPrecondition
+	case errors.Is(err, ErrConflict):
+		code = codes.Aborted
+	case errors.Is(err, ErrUnavailable):
+		code = codes.Unavailable
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	}
+	id, _ := verifier.PeerIDFromContext(ctx)
+	level := slog.LevelInfo
+	msg := err.Error()
+	for _, sentinel := range []error{ErrNotFound, ErrInvalid, ErrPermission, ErrState, ErrConflict, ErrUnavailable} {
+		msg = strings.TrimPrefix(msg, sentinel.Error()+": ")
+	}
+	if code == codes.Internal {
+		level, msg = slog.LevelError, "internal error; see the issuer's log"
+	}
+	s.log.Log(ctx, level, "issuer: call failed", "method", method, "caller", id.String(), "code", code.String(), "error", err.Error())
+	return status.Error(code, msg)
+}
+
+// CreateRequest implements pb.IssuerServer.
+func (s *Service) CreateRequest(ctx context.Context, in *pb.CreateRequestRequest) (*pb.CreateRequestResponse, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ci := CreateInput{
+		Scopes: scopesFromProto(in.GetScopes()), TTL: in.GetTtl().AsDuration(), Reason: in.GetReason(),
+		CSR: in.GetCsr(), DryRun: in.GetDryRun(), BreakGlass: in.GetBreakGlass(), UseLimit: in.GetUseLimit(),
+	}
+	if len(ci.CSR) == 0 {
+		ci.CSR = nil
+	}
+	if in.GetTtl() == nil {
+		return nil, status.Error(codes.InvalidArgument, "ttl: required")
+	}
+	if err := in.GetTtl().CheckValid(); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "ttl: %v", err)
+	}
+	if in.GetStartTime() != nil {
+		if err := in.GetStartTime().CheckValid(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "start_time: %v", err)
+		}
+		ci.Start = in.GetStartTime().AsTime()
+	}
+	r, d, err := s.is.Create(ctx, id, ci)
+	if err != nil {
+		return nil, s.toStatus(ctx, "CreateRequest", err)
+	}
+	return &pb.CreateRequestResponse{Request: requestToProto(r), Decision: decisionToProto(d)}, nil
+}
+
+// GetRequest implements pb.IssuerServer.
+func (s *Service) GetRequest(ctx context.Context, in *pb.GetRequestRequest) (*pb.AccessRequest, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID(in.GetId()); err != nil {
+		return nil, err
+	}
+	r, err := s.is.Get(ctx, id, in.GetId())
+	if err != nil {
+		return nil, s.toStatus(ctx, "GetRequest", err)
+	}
+	return requestToProto(r), nil
+}
+
+// ListRequests implements pb.IssuerServer.
+func (s *Service) ListRequests(ctx context.Context, in *pb.ListRequestsRequest) (*pb.ListRequestsResponse, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	li, err := listInput(in.GetStates(), in.GetRequester(), in.GetAwaitingMyReview())
+	if err != nil {
+		return nil, err
+	}
+	li.PageSize, li.PageToken = int(in.GetPageSize()), in.GetPageToken()
+	rs, next, err := s.is.List(ctx, id, li)
+	if err != nil {
+		return nil, s.toStatus(ctx, "ListRequests", err)
+	}
+	out := &pb.ListRequestsResponse{NextPageToken: next}
+	for _, r := range rs {
+		out.Requests = append(out.Requests, requestToProto(r))
+	}
+	return out, nil
+}
+
+// ApproveRequest implements pb.IssuerServer.
+func (s *Service) ApproveRequest(ctx context.Context, in *pb.ReviewRequest) (*pb.ReviewResponse, error) {
+	return s.review(ctx, in, true)
+}
+
+// DenyRequest implements pb.IssuerServer.
+func (s *Service) DenyRequest(ctx context.Context, in *pb.ReviewRequest) (*pb.ReviewResponse, error) {
+	return s.review(ctx, in, false)
+}
+
+func (s *Service) review(ctx context.Context, in *pb.ReviewRequest, approve bool) (*pb.ReviewResponse, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID(in.GetId()); err != nil {
+		return nil, err
+	}
+	res, err := s.is.Review(ctx, id, in.GetId(), approve, in.GetComment())
+	if err != nil {
+		return nil, s.toStatus(ctx, "Review", err)
+	}
+	return &pb.ReviewResponse{Request: requestToProto(res.Request), Counted: res.Counted, Note: res.Note}, nil
+}
+
+// CancelRequest implements pb.IssuerServer.
+func (s *Service) CancelRequest(ctx context.Context, in *pb.CancelRequestRequest) (*pb.AccessRequest, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID(in.GetId()); err != nil {
+		return nil, err
+	}
+	r, err := s.is.Cancel(ctx, id, in.GetId())
+	if err != nil {
+		return nil, s.toStatus(ctx, "CancelRequest", err)
+	}
+	return requestToProto(r), nil
+}
+
+// RevokeGrant implements pb.IssuerServer.
+func (s *Service) RevokeGrant(ctx context.Context, in *pb.RevokeGrantRequest) (*pb.AccessRequest, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID(in.GetId()); err != nil {
+		return nil, err
+	}
+	r, err := s.is.Revoke(ctx, id, in.GetId(), in.GetReason())
+	if err != nil {
+		return nil, s.toStatus(ctx, "RevokeGrant", err)
+	}
+	return requestToProto(r), nil
+}
+
+// FetchGrant implements pb.IssuerServer. For a request made without a CSR
+// the response carries no key; such grants reach workloads through the
+// SPIFFE Workload API.
+func (s *Service) FetchGrant(ctx context.Context, in *pb.FetchGrantRequest) (*pb.FetchGrantResponse, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID(in.GetId()); err != nil {
+		return nil, err
+	}
+	f, err := s.is.Fetch(ctx, id, in.GetId(), false)
+	if err != nil {
+		return nil, s.toStatus(ctx, "FetchGrant", err)
+	}
+	out := &pb.FetchGrantResponse{CertChain: f.CertChain, Request: requestToProto(f.Request)}
+	for _, c := range s.is.cfg.CA.Bundle().X509Authorities() {
+		out.Bundle = append(out.Bundle, c.Raw)
+	}
+	return out, nil
+}
+
+// WatchRequests implements pb.IssuerServer.
+func (s *Service) WatchRequests(in *pb.WatchRequestsRequest, stream grpc.ServerStreamingServer[pb.RequestEvent]) error {
+	ctx := stream.Context()
+	id, err := caller(ctx)
+	if err != nil {
+		return err
+	}
+	li, err := listInput(in.GetStates(), in.GetRequester(), in.GetAwaitingMyReview())
+	if err != nil {
+		return err
+	}
+	err = s.is.Watch(ctx, id, li, func(r *Request) error {
+		return stream.Send(&pb.RequestEvent{Request: requestToProto(r)})
+	})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return s.toStatus(ctx, "WatchRequests", err)
+}
+
+// ExportAudit implements pb.IssuerServer: the audit log as JSON Lines, in
+// chunks, for holders of the export_audit permission.
+func (s *Service) ExportAudit(in *pb.ExportAuditRequest, stream grpc.ServerStreamingServer[pb.ExportAuditChunk]) error {
+	ctx := stream.Context()
+	id, err := caller(ctx)
+	if err != nil {
+		return err
+	}
+	if !s.policies.Current().Allowed(policy.ExportAudit, id) {
+		return s.toStatus(ctx, "ExportAudit", fmt.Errorf("%w: exporting the audit log needs the %s permission", ErrPermission, policy.ExportAudit))
+	}
+	if in.GetTo() != 0 && in.GetTo() < in.GetFrom() {
+		return status.Errorf(codes.InvalidArgument, "to: %d is before from %d", in.GetTo(), in.GetFrom())
+	}
+	w := &chunkWriter{send: func(b []byte) error { return stream.Send(&pb.ExportAuditChunk{Data: b}) }}
+	to := in.GetTo()
+	if to == 0 {
+		to = ^uint64(0)
+	}
+	if size := s.audit.Size(); in.GetFrom() > size {
+		return status.Errorf(codes.InvalidArgument, "from: %d is past the end of the log (%d entries)", in.GetFrom(), size)
+	}
+	if err := s.audit.Export(ctx, w, in.GetFrom(), to); err != nil {
+		return s.toStatus(ctx, "ExportAudit", err)
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	rec := record(id, audit.ActionAuditExported, map[string]string{"from": fmt.Sprint(in.GetFrom()), "to": fmt.Sprint(in.GetTo())})
+	return s.toStatus(ctx, "ExportAudit", s.is.cfg.Store.Audit(ctx, rec))
+}
+
+// WatchRevocations implements pb.IssuerServer.
+func (s *Service) WatchRevocations(_ *pb.WatchRevocationsRequest, stream grpc.ServerStreamingServer[pb.RevocationEvent]) error {
+	ctx := stream.Context()
+	id, err := caller(ctx)
+	if err != nil {
+		return err
+	}
+	hb := max(s.Heartbeat, 10*time.Millisecond)
+	ticker := time.NewTicker(hb)
+	defer ticker.Stop()
+	err = s.is.WatchRevocations(ctx, id, ticker.C, func(snapshot bool, rs []Revocation) error {
+		ev := &pb.RevocationEvent{Snapshot: snapshot, Time: timestamppb.New(s.is.now()), HeartbeatInterval: durationpb.New(hb)}
+		for _, r := range rs {
+			ev.Revoked = append(ev.Revoked, &pb.Revocation{GrantId: r.GrantID, NotAfter: timestamppb.New(r.NotAfter)})
+		}
+		return stream.Send(ev)
+	})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return s.toStatus(ctx, "WatchRevocations", err)
+}
+
+// ReportUse implements pb.IssuerServer.
+func (s *Service) ReportUse(ctx context.Context, in *pb.ReportUseRequest) (*pb.ReportUseResponse, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID(in.GetGrantId()); err != nil {
+		return nil, err
+	}
+	rep, err := s.is.ReportUse(ctx, id, in.GetGrantId(), in.GetUses())
+	if err != nil {
+		return nil, s.toStatus(ctx, "ReportUse", err)
+	}
+	return &pb.ReportUseResponse{TotalUses: rep.Total, UseLimit: rep.Limit, Exhausted: rep.Exhausted}, nil
+}
+
+// chunkWriter sends what is written in chunks of up to 64 KiB.
+type chunkWriter struct {
+	buf  []byte
+	send func([]byte) error
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for len(w.buf) >= 64<<10 {
+		if err := w.send(w.buf[:64<<10]); err != nil {
+			return 0, err
+		}
+		w.buf = append([]byte(nil), w.buf[64<<10:]...)
+	}
+	return len(p), nil
+}
+
+func (w *chunkWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	err := w.send(w.buf)
+	w.buf = nil
+	return err
+}
+
+func checkID(id string) error {
+	if id == "" {
+		return status.Error(codes.InvalidArgument, "id: required")
+	}
+	if !validID(id) {
+		return status.Errorf(codes.InvalidArgument, "id: %q is not a request ID", id)
+	}
+	return nil
+}
+
+func listInput(states []pb.State, requester string, awaiting bool) (ListInput, error) {
+	li := ListInput{Requester: requester, AwaitingMyReview: awaiting}
+	for _, st := range states {
+		s, ok := stateFromProto(st)
+		if !ok {
+			return li, status.Errorf(codes.InvalidArgument, "states: unknown state %v", st)
+		}
+		li.States = append(li.States, s)
+	}
+	return li, nil
+}
+
+func scopesFromProto(in []*pb.Scope) []grant.Scope {
+	out := make([]grant.Scope, 0, len(in))
+	for _, s := range in {
+		out = append(out, grant.Scope{Method: s.GetMethod(), Resources: s.GetResources()})
+	}
+	return out
+}
+
+func stateFromProto(s pb.State) (State, bool) {
+	name, ok := pb.State_name[int32(s)]
+	if !ok || s == pb.State_STATE_UNSPECIFIED {
+		return "", false
+	}
+	return State(name[len("STATE_"):]), true
+}
+
+func stateToProto(s State) pb.State {
+	return pb.State(pb.State_value["STATE_"+string(s)])
+}
+
+func factorsToProto(fs []Factor) []*pb.Factor {
+	out := make([]*pb.Factor, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, &pb.Factor{Count: int32(f.Count), Groups: f.Groups})
+	}
+	return out
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func requestToProto(r *Request) *pb.AccessRequest {
+	if r == nil {
+		return nil
+	}
+	out := &pb.AccessRequest{
+		Id: r.ID, Requester: r.Requester, State: stateToProto(r.State), Ttl: durationpb.New(r.TTL),
+		Reason: r.Reason, UseLimit: r.UseLimit, BreakGlass: r.BreakGlass, NeedsReview: r.NeedsReview,
+		Rule: r.Rule, Factors: factorsToProto(r.Factors), Missing: factorsToProto(r.Missing),
+		CreateTime: ts(r.CreateTime), UpdateTime: ts(r.UpdateTime), ReviewDeadline: ts(r.ReviewDeadline),
+		StartTime: ts(r.StartTime), NotAfter: ts(r.NotAfter), Serial: r.Serial, HasCsr: r.PublicKey != nil,
+		EndedBy: r.EndedBy, EndReason: r.EndReason, Uses: r.Uses,
+	}
+	for _, s := range r.Scopes {
+		out.Scopes = append(out.Scopes, &pb.Scope{Method: s.Method, Resources: s.Resources})
+	}
+	for _, rv := range r.Reviews {
+		out.Reviews = append(out.Reviews, &pb.Review{Approver: rv.Approver, Approve: rv.Approve, Comment: rv.Comment, Time: ts(rv.Time)})
+	}
+	return out
+}
+
+func decisionToProto(d policy.Decision) *pb.Decision {
+	out := &pb.Decision{
+		Outcome: outcomeToProto(d.Outcome), Rule: d.Rule, Reasons: d.Reasons,
+		MaxTtl: durationpb.New(d.MaxTTL), PendingTimeout: durationpb.New(d.PendingTimeout),
+	}
+	for _, f := range d.Factors {
+		out.Factors = append(out.Factors, &pb.Factor{Count: int32(f.Count), Groups: f.Groups})
+	}
+	return out
+}
+
+func outcomeToProto(o policy.Outcome) pb.Outcome {
+	switch o {
+	case policy.Denied:
+		return pb.Outcome_OUTCOME_DENIED
+	case policy.NeedsApproval:
+		return pb.Outcome_OUTCOME_NEEDS_APPROVAL
+	case policy.AutoApproved:
+		return pb.Outcome_OUTCOME_AUTO_APPROVED
+	case policy.BreakGlass:
+		return pb.Outcome_OUTCOME_BREAK_GLASS
+	}
+	return pb.Outcome_OUTCOME_UNSPECIFIED
+}

@@ -1,0 +1,306 @@
+package issuer
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/jitgrant/jitgrant/audit"
+)
+
+// Store keeps requests. Every write carries its audit record: the request and
+// the entry commit together or not at all. A store for several issuer
+// replicas (PostgreSQL) would implement the same interface.
+type Store interface {
+	// Get returns the request with this ID, or an error matching ErrNotFound.
+	Get(ctx context.Context, id string) (*Request, error)
+	// List returns up to q.Limit requests matching q, newest first, and the
+	// ID to pass as q.Before for the next page ("" on the last page).
+	List(ctx context.Context, q Query) ([]*Request, string, error)
+	// Put replaces prev (nil for a new request) with next, together with
+	// rec. If the stored request is not at prev's version (or exists when
+	// prev is nil), nothing is written and the error matches ErrConflict.
+	// next.Version must be one more than prev's (1 for a new request).
+	Put(ctx context.Context, prev, next *Request, rec audit.Record) error
+	// Audit records rec alone.
+	Audit(ctx context.Context, rec audit.Record) error
+	// Due returns up to limit live requests whose next deadline (review
+	// deadline, scheduled start or grant end; see Request.Due) is at or
+	// before t, earliest first.
+	Due(ctx context.Context, t time.Time, limit int) ([]*Request, error)
+}
+
+// Query selects requests for Store.List.
+type Query struct {
+	// States, when not empty, keeps requests in one of these states.
+	States []State
+	// Requester, when set, keeps the requests of this SPIFFE ID.
+	Requester string
+	// Match, when set, keeps the requests it returns true for.
+	Match func(*Request) bool
+	// Before, when set, starts after this request ID (for paging).
+	Before string
+	// Limit is the page size; at least 1.
+	Limit int
+}
+
+func (q *Query) keep(r *Request) bool {
+	if len(q.States) > 0 && !slices.Contains(q.States, r.State) {
+		return false
+	}
+	if q.Requester != "" && r.Requester != q.Requester {
+		return false
+	}
+	return q.Match == nil || q.Match(r)
+}
+
+// Keys of the Badger store, under the "i/" prefix (the audit log has "a/"):
+//
+//	i/r/<id>                    -> the request as JSON
+//	i/v/<id>                    -> its version, 8 bytes big-endian
+//	i/s/<state>/<id>            -> "" (state index)
+//	i/u/<requester> 0x00 <id>   -> "" (requester index)
+//	i/d/<due> <id>              -> "" (deadline index; due as 8 bytes of
+//	                               big-endian Unix nanoseconds)
+//
+// Request IDs sort by creation time, so every index lists oldest first.
+func recordKey(id string) []byte  { return []byte("i/r/" + id) }
+func versionKey(id string) []byte { return []byte("i/v/" + id) }
+func stateKey(s State, id string) []byte {
+	return []byte("i/s/" + string(s) + "/" + id)
+}
+func requesterKey(requester, id string) []byte {
+	return []byte("i/u/" + requester + "\x00" + id)
+}
+func dueKey(t time.Time, id string) []byte {
+	k := binary.BigEndian.AppendUint64([]byte("i/d/"), uint64(t.UnixNano()))
+	return append(k, id...)
+}
+
+// BadgerStore is the embedded Store: requests in the Badger database the
+// audit log lives in, written through the log's single writer so that each
+// state change and its entry share one synced commit.
+type BadgerStore struct {
+	db  *badger.DB
+	log *audit.Log
+}
+
+// NewBadgerStore returns a store over db, writing through log (which must
+// use db too).
+func NewBadgerStore(db *badger.DB, log *audit.Log) *BadgerStore {
+	return &BadgerStore{db: db, log: log}
+}
+
+// Get implements Store.
+func (s *BadgerStore) Get(_ context.Context, id string) (*Request, error) {
+	var r *Request
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(recordKey(id))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("%w: request %q", ErrNotFound, id)
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) (err error) {
+			r, err = decodeRequest(v)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("issuer: store: %w", err)
+	}
+	return r, nil
+}
+
+// List implements Store.
+func (s *BadgerStore) List(_ context.Context, q Query) ([]*Request, string, error) {
+	if q.Limit < 1 {
+		q.Limit = 1
+	}
+	// Walk the most selective index, newest first.
+	var prefix []byte
+	idOf := func(key []byte) string { return string(key[len(prefix):]) }
+	switch {
+	case q.Requester != "":
+		prefix = []byte("i/u/" + q.Requester + "\x00")
+	case len(q.States) == 1:
+		prefix = []byte("i/s/" + string(q.States[0]) + "/")
+	default:
+		prefix = []byte("i/r/")
+	}
+	var out []*Request
+	next := ""
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Reverse, opts.Prefix, opts.PrefetchValues = true, prefix, false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		seek := append(bytes.Clone(prefix), 0xff)
+		if q.Before != "" {
+			seek = append(bytes.Clone(prefix), q.Before...)
+		}
+		for it.Seek(seek); it.Valid(); it.Next() {
+			id := idOf(it.Item().Key())
+			if id == q.Before {
+				continue
+			}
+			item, err := txn.Get(recordKey(id))
+			if err != nil {
+				return fmt.Errorf("index names request %q: %w", id, err)
+			}
+			var r *Request
+			if err := item.Value(func(v []byte) (err error) { r, err = decodeRequest(v); return err }); err != nil {
+				return err
+			}
+			if !q.keep(r) {
+				continue
+			}
+			if len(out) == q.Limit {
+				next = out[len(out)-1].ID
+				return nil
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("issuer: store: list: %w", err)
+	}
+	return out, next, nil
+}
+
+// Put implements Store. The writer checks the version key, not the decoded
+// record, so that a change costs the single writer no JSON decoding.
+func (s *BadgerStore) Put(ctx context.Context, prev, next *Request, rec audit.Record) error {
+	want := uint64(1)
+	if prev != nil {
+		want = prev.Version + 1
+	}
+	if next.Version != want || (prev != nil && prev.ID != next.ID) {
+		return fmt.Errorf("issuer: store: request %s: version %d does not follow %d", next.ID, next.Version, want-1)
+	}
+	val, err := json.Marshal(next)
+	if err != nil {
+		return fmt.Errorf("issuer: store: encoding request %s: %w", next.ID, err)
+	}
+	id := next.ID
+	_, err = s.log.Append(ctx, rec, func(tx audit.Tx) error {
+		stored := uint64(0)
+		switch v, err := tx.Get(versionKey(id)); {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return err
+		case len(v) != 8:
+			return fmt.Errorf("request %s: corrupt version key", id)
+		default:
+			stored = binary.BigEndian.Uint64(v)
+		}
+		if stored != want-1 {
+			return fmt.Errorf("%w: request %s is at version %d, write was for %d", ErrConflict, id, stored, want-1)
+		}
+		return writeIndexes(tx, prev, next, val)
+	})
+	if err != nil {
+		if errors.Is(err, ErrConflict) {
+			return err
+		}
+		return fmt.Errorf("issuer: store: writing request %s: %w", id, err)
+	}
+	return nil
+}
+
+// writeIndexes writes next and moves its index keys from where prev had them.
+func writeIndexes(tx audit.Tx, prev, next *Request, val []byte) error {
+	id := next.ID
+	var prevDue time.Time
+	prevLive := false
+	if prev != nil {
+		prevDue, prevLive = prev.Due()
+		if prev.State != next.State {
+			if err := tx.Delete(stateKey(prev.State, id)); err != nil {
+				return err
+			}
+		}
+	}
+	due, live := next.Due()
+	if prevLive && (!live || !due.Equal(prevDue)) {
+		if err := tx.Delete(dueKey(prevDue, id)); err != nil {
+			return err
+		}
+	}
+	if live && (!prevLive || !due.Equal(prevDue)) {
+		if err := tx.Set(dueKey(due, id), nil); err != nil {
+			return err
+		}
+	}
+	if prev == nil || prev.State != next.State {
+		if err := tx.Set(stateKey(next.State, id), nil); err != nil {
+			return err
+		}
+	}
+	if prev == nil {
+		if err := tx.Set(requesterKey(next.Requester, id), nil); err != nil {
+			return err
+		}
+	}
+	if err := tx.Set(versionKey(id), binary.BigEndian.AppendUint64(nil, next.Version)); err != nil {
+		return err
+	}
+	return tx.Set(recordKey(id), val)
+}
+
+// Due implements Store.
+func (s *BadgerStore) Due(_ context.Context, t time.Time, limit int) ([]*Request, error) {
+	var out []*Request
+	end := dueKey(t, "\xff")
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix, opts.PrefetchValues = []byte("i/d/"), false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid() && len(out) < limit; it.Next() {
+			key := it.Item().Key()
+			if bytes.Compare(key, end) > 0 {
+				break
+			}
+			id := string(key[len("i/d/")+8:])
+			item, err := txn.Get(recordKey(id))
+			if err != nil {
+				return fmt.Errorf("deadline index names request %q: %w", id, err)
+			}
+			var r *Request
+			if err := item.Value(func(v []byte) (err error) { r, err = decodeRequest(v); return err }); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("issuer: store: due: %w", err)
+	}
+	return out, nil
+}
+
+// Audit implements Store.
+func (s *BadgerStore) Audit(ctx context.Context, rec audit.Record) error {
+	if _, err := s.log.Append(ctx, rec, nil); err != nil {
+		return fmt.Errorf("issuer: store: %w", err)
+	}
+	return nil
+}
+
+func decodeRequest(v []byte) (*Request, error) {
+	r := new(Request)
+	if err := json.Unmarshal(v, r); err != nil {
+		return nil, fmt.Errorf("decoding request: %w", err)
+	}
+	return r, nil
+}
