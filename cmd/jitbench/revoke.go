@@ -20,10 +20,10 @@ import (
 // which is when every verifier refuses the grant.
 func measureRevoke(ctx context.Context, cfg config, holder, ops, service *client, out io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: deferred calls run last-in first-out
 	defer cancel()
 	feeds := make([]*verifier.Feed, cfg.verifiers)
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	for i := range feeds {
 		f, err := verifier.NewFeed(verifier.FeedConfig{
 			Client: service.api, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

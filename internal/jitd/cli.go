@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -231,7 +232,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(ctx)
 	if err != nil {
-		fmt.Fprintln(stderr, "jitd:", err)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "jitd: ") {
+			msg = "jitd: " + msg
+		}
+		fmt.Fprintln(stderr, msg)
 	}
 	return cli.ExitStatus(err)
 }
