@@ -1,0 +1,237 @@
+// Package storetest is the conformance suite of issuer.Store: every
+// implementation (the embedded Badger store, a future PostgreSQL store) runs
+// the same tests, as golang.org/x/mod/sumdb/storage does for its storage.
+//
+//	func TestStore(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) issuer.Store { return openMyStore(t) })
+//	}
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jitgrant/jitgrant/audit"
+	"github.com/jitgrant/jitgrant/grant"
+	"github.com/jitgrant/jitgrant/issuer"
+)
+
+// Open returns a new, empty store for one test; the test's cleanup closes it.
+type Open func(t *testing.T) issuer.Store
+
+// Run runs every conformance test against stores from open.
+func Run(t *testing.T, open Open) {
+	tests := []struct {
+		name string
+		run  func(*testing.T, issuer.Store)
+	}{
+		{"GetUnknown", testGetUnknown},
+		{"PutGetRoundTrip", testRoundTrip},
+		{"Versions", testVersions},
+		{"ListFiltersAndPages", testList},
+		{"DueFollowsState", testDue},
+		{"Audit", testAudit},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.run(t, open(t)) })
+	}
+}
+
+var base = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
+func rec(action audit.Action, subject string) audit.Record {
+	return audit.Record{Actor: "spiffe://example.org/jitd", Action: action, Subject: subject}
+}
+
+// request returns a pending request numbered n, created n seconds after
+// base, so that IDs sort by n.
+func request(n int, requester string) *issuer.Request {
+	created := base.Add(time.Duration(n) * time.Second)
+	return &issuer.Request{
+		ID:        fmt.Sprintf("r%026d", n),
+		Requester: requester,
+		State:     issuer.StatePending,
+		Scopes:    []grant.Scope{{Method: "/bank.v1.Ledger/Refund", Resources: []string{"accounts/*"}}},
+		TTL:       10 * time.Minute, Reason: "INC-1", Rule: "refund",
+		Factors:    []issuer.Factor{{Count: 1, Groups: []string{"sre"}}},
+		CreateTime: created, UpdateTime: created, ReviewDeadline: created.Add(time.Hour),
+		Version: 1,
+	}
+}
+
+func put(t *testing.T, s issuer.Store, prev, next *issuer.Request) {
+	t.Helper()
+	if err := s.Put(context.Background(), prev, next, rec(audit.ActionRequestCreated, next.ID)); err != nil {
+		t.Fatalf("Put %s v%d: %v", next.ID, next.Version, err)
+	}
+}
+
+// advance returns a copy of r one version on, in state st.
+func advance(r *issuer.Request, st issuer.State) *issuer.Request {
+	n := *r
+	n.Version++
+	n.State = st
+	n.UpdateTime = n.UpdateTime.Add(time.Second)
+	return &n
+}
+
+func testGetUnknown(t *testing.T, s issuer.Store) {
+	_, err := s.Get(context.Background(), "r00000000000000000000000000")
+	if !errors.Is(err, issuer.ErrNotFound) {
+		t.Errorf("Get of an unknown ID: %v, want ErrNotFound", err)
+	}
+}
+
+func testRoundTrip(t *testing.T, s issuer.Store) {
+	r := request(1, "spiffe://example.org/person/dev")
+	r.Reviews = []issuer.Review{{Approver: "spiffe://example.org/person/alice", Approve: true, Time: base}}
+	r.PublicKey = []byte{1, 2, 3}
+	put(t, s, nil, r)
+	got, err := s.Get(context.Background(), r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Requester != r.Requester || got.State != r.State || got.Version != 1 || !got.CreateTime.Equal(r.CreateTime) ||
+		len(got.Reviews) != 1 || got.Reviews[0].Approver != r.Reviews[0].Approver || string(got.PublicKey) != string(r.PublicKey) ||
+		len(got.Scopes) != 1 || got.Scopes[0].Resources[0] != "accounts/*" {
+		t.Errorf("Get returned %+v, want %+v", got, r)
+	}
+}
+
+func testVersions(t *testing.T, s issuer.Store) {
+	ctx := context.Background()
+	r := request(1, "spiffe://example.org/person/dev")
+	put(t, s, nil, r)
+	if err := s.Put(ctx, nil, r, rec(audit.ActionRequestCreated, r.ID)); !errors.Is(err, issuer.ErrConflict) {
+		t.Errorf("creating an existing request: %v, want ErrConflict", err)
+	}
+	v2 := advance(r, issuer.StateApproved)
+	put(t, s, r, v2)
+	stale := advance(r, issuer.StateDenied) // also version 2, but from version 1
+	if err := s.Put(ctx, r, stale, rec(audit.ActionRequestDenied, r.ID)); !errors.Is(err, issuer.ErrConflict) {
+		t.Errorf("a write from a stale version: %v, want ErrConflict", err)
+	}
+	got, err := s.Get(ctx, r.ID)
+	if err != nil || got.State != issuer.StateApproved || got.Version != 2 {
+		t.Errorf("after a refused write: %v v%d (%v), want APPROVED v2", got.State, got.Version, err)
+	}
+	skip := advance(v2, issuer.StateIssued)
+	skip.Version++ // 4 after 2
+	if err := s.Put(ctx, v2, skip, rec(audit.ActionGrantIssued, r.ID)); err == nil {
+		t.Error("a write that skips a version succeeded")
+	}
+}
+
+func testList(t *testing.T, s issuer.Store) {
+	ctx := context.Background()
+	dev, ops := "spiffe://example.org/person/dev", "spiffe://example.org/person/ops"
+	var all []*issuer.Request
+	for i := 1; i <= 7; i++ {
+		who := dev
+		if i%3 == 0 {
+			who = ops
+		}
+		r := request(i, who)
+		put(t, s, nil, r)
+		all = append(all, r)
+	}
+	put(t, s, all[1], advance(all[1], issuer.StateIssued)) // request 2
+	put(t, s, all[5], advance(all[5], issuer.StateIssued)) // request 6 (ops)
+	ids := func(rs []*issuer.Request) []int {
+		var out []int
+		for _, r := range rs {
+			var n int
+			fmt.Sscanf(r.ID, "r%d", &n)
+			out = append(out, n)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		q    issuer.Query
+		want []int
+	}{
+		{"all, newest first", issuer.Query{Limit: 100}, []int{7, 6, 5, 4, 3, 2, 1}},
+		{"one state", issuer.Query{States: []issuer.State{issuer.StateIssued}, Limit: 100}, []int{6, 2}},
+		{"two states", issuer.Query{States: []issuer.State{issuer.StateIssued, issuer.StatePending}, Limit: 100}, []int{7, 6, 5, 4, 3, 2, 1}},
+		{"requester", issuer.Query{Requester: ops, Limit: 100}, []int{6, 3}},
+		{"requester and state", issuer.Query{Requester: dev, States: []issuer.State{issuer.StatePending}, Limit: 100}, []int{7, 5, 4, 1}},
+		{"match", issuer.Query{Match: func(r *issuer.Request) bool { return r.Version == 2 }, Limit: 100}, []int{6, 2}},
+		{"before", issuer.Query{Before: all[4].ID, Limit: 100}, []int{4, 3, 2, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, next, err := s.List(ctx, tt.q)
+			if err != nil || fmt.Sprint(ids(got)) != fmt.Sprint(tt.want) || next != "" {
+				t.Errorf("List = %v next %q (%v), want %v", ids(got), next, err, tt.want)
+			}
+		})
+	}
+	var paged []int
+	q := issuer.Query{Limit: 3}
+	for {
+		page, next, err := s.List(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paged = append(paged, ids(page)...)
+		if next == "" {
+			break
+		}
+		q.Before = next
+	}
+	if fmt.Sprint(paged) != "[7 6 5 4 3 2 1]" {
+		t.Errorf("pages of 3: %v", paged)
+	}
+}
+
+func testDue(t *testing.T, s issuer.Store) {
+	ctx := context.Background()
+	a, b := request(1, "spiffe://example.org/person/dev"), request(2, "spiffe://example.org/person/dev")
+	b.ReviewDeadline = base.Add(10 * time.Minute) // due before a
+	put(t, s, nil, a)
+	put(t, s, nil, b)
+	due := func(at time.Time) string {
+		rs, err := s.Due(ctx, at, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.ID[len(r.ID)-1:]+":"+string(r.State))
+		}
+		return fmt.Sprint(out)
+	}
+	if got := due(base); got != "[]" {
+		t.Errorf("due before any deadline: %s", got)
+	}
+	if got := due(base.Add(2 * time.Hour)); got != "[2:PENDING 1:PENDING]" {
+		t.Errorf("due, earliest first: %s", got)
+	}
+	issued := advance(b, issuer.StateIssued)
+	issued.NotAfter = base.Add(3 * time.Hour)
+	put(t, s, b, issued)
+	if got := due(base.Add(2 * time.Hour)); got != "[1:PENDING]" {
+		t.Errorf("after issuing 2 (due at its end): %s", got)
+	}
+	if got := due(base.Add(4 * time.Hour)); got != "[1:PENDING 2:ISSUED]" {
+		t.Errorf("at 4h: %s", got)
+	}
+	put(t, s, a, advance(a, issuer.StateDenied))
+	if got := due(base.Add(4 * time.Hour)); got != "[2:ISSUED]" {
+		t.Errorf("a final request is never due: %s", got)
+	}
+}
+
+func testAudit(t *testing.T, s issuer.Store) {
+	if err := s.Audit(context.Background(), rec(audit.ActionPolicyLoaded, "")); err != nil {
+		t.Errorf("Audit: %v", err)
+	}
+	bad := rec(audit.Action("no.such.action"), "")
+	if err := s.Audit(context.Background(), bad); err == nil {
+		t.Error("Audit accepted an unknown action")
+	}
+}
