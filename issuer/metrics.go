@@ -9,6 +9,8 @@ import (
 
 // metrics are the issuer's counters, exposed by Issuer.Collector.
 type metrics struct {
+	countsDesc     *prometheus.Desc
+	watchersDesc   *prometheus.Desc
 	actions        *prometheus.CounterVec
 	mintSeconds    prometheus.Histogram
 	decideSeconds  prometheus.Histogram
@@ -21,6 +23,11 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	return &metrics{
+		countsDesc: prometheus.NewDesc("jitgrant_issuer_events_total",
+			"Issuer events: grants issued and revoked, requests refused by policy, break-glass grants, reviews refused.",
+			[]string{"event"}, nil),
+		watchersDesc: prometheus.NewDesc("jitgrant_issuer_watchers",
+			"Open WatchRequests and WatchRevocations streams.", []string{"stream"}, nil),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jitgrant_issuer_request_changes_total",
 			Help: "Committed request changes, by audit action and resulting state.",
@@ -51,20 +58,12 @@ func (is *Issuer) Collector() prometheus.Collector { return (*collector)(is) }
 
 type collector Issuer
 
-var (
-	descCounts = prometheus.NewDesc("jitgrant_issuer_events_total",
-		"Issuer events: grants issued and revoked, requests refused by policy, break-glass grants, reviews refused.",
-		[]string{"event"}, nil)
-	descWatchers = prometheus.NewDesc("jitgrant_issuer_watchers",
-		"Open WatchRequests streams.", nil, nil)
-)
-
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	c.metrics.actions.Describe(ch)
 	c.metrics.mintSeconds.Describe(ch)
 	c.metrics.decideSeconds.Describe(ch)
-	ch <- descCounts
-	ch <- descWatchers
+	ch <- c.metrics.countsDesc
+	ch <- c.metrics.watchersDesc
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -76,7 +75,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		"issued": &m.issued, "revoked": &m.revoked, "denied_by_policy": &m.denied,
 		"break_glass": &m.breakGlass, "review_refused": &m.reviewsRefused,
 	} {
-		ch <- prometheus.MustNewConstMetric(descCounts, prometheus.CounterValue, float64(v.Load()), name)
+		ch <- prometheus.MustNewConstMetric(m.countsDesc, prometheus.CounterValue, float64(v.Load()), name)
 	}
-	ch <- prometheus.MustNewConstMetric(descWatchers, prometheus.GaugeValue, float64(c.hub.count()))
+	ch <- prometheus.MustNewConstMetric(m.watchersDesc, prometheus.GaugeValue, float64(c.hub.count()), "requests")
+	ch <- prometheus.MustNewConstMetric(m.watchersDesc, prometheus.GaugeValue, float64(c.revs.followers()), "revocations")
 }

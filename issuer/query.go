@@ -82,7 +82,7 @@ func (in *ListInput) filter(p *policy.Policy, caller spiffeid.ID) func(*Request)
 
 func (in *ListInput) validate() error {
 	for _, s := range in.States {
-		if !slices.Contains(States, s) {
+		if !slices.Contains(States(), s) {
 			return fmt.Errorf("%w: states: unknown state %q", ErrInvalid, s)
 		}
 	}

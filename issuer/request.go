@@ -31,8 +31,10 @@ const (
 	StateTimedOut State = "TIMED_OUT"
 )
 
-// States lists every state, in lifecycle order.
-var States = []State{StatePending, StateApproved, StateIssued, StateExpired, StateRevoked, StateDenied, StateCanceled, StateTimedOut}
+// States returns every state, in lifecycle order.
+func States() []State {
+	return []State{StatePending, StateApproved, StateIssued, StateExpired, StateRevoked, StateDenied, StateCanceled, StateTimedOut}
+}
 
 // Final reports whether nothing more can happen to a request in s.
 func (s State) Final() bool {

@@ -48,13 +48,10 @@ func NewService(is *Issuer, audit Exporter) *Service {
 	return &Service{is: is, audit: audit, policies: is.cfg.Policies, log: is.cfg.Logger, Heartbeat: 5 * time.Second}
 }
 
-// PublicMethods are the issuer API's methods for verifier.Config: they need
-// a verified SVID but no grant.
-var PublicMethods = []string{
-	"/jitgrant.v1.Issuer/*",
-	"/grpc.health.v1.Health/*",
-	"/grpc.reflection.v1.ServerReflection/*",
-	"/grpc.reflection.v1alpha.ServerReflection/*",
+// PublicMethods returns the issuer API's methods for verifier.Config: they
+// need a verified SVID but no grant.
+func PublicMethods() []string {
+	return append([]string{"/jitgrant.v1.Issuer/*"}, verifier.DefaultPublicMethods()...)
 }
 
 func caller(ctx context.Context) (spiffeid.ID, error) {

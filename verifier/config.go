@@ -13,13 +13,15 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
-// DefaultPublicMethods are the methods that need a verified peer but no grant
-// when Config.PublicMethods is nil: gRPC health checking and server
+// DefaultPublicMethods returns the methods that need a verified peer but no
+// grant when Config.PublicMethods is nil: gRPC health checking and server
 // reflection.
-var DefaultPublicMethods = []string{
-	"/grpc.health.v1.Health/*",
-	"/grpc.reflection.v1.ServerReflection/*",
-	"/grpc.reflection.v1alpha.ServerReflection/*",
+func DefaultPublicMethods() []string {
+	return []string{
+		"/grpc.health.v1.Health/*",
+		"/grpc.reflection.v1.ServerReflection/*",
+		"/grpc.reflection.v1alpha.ServerReflection/*",
+	}
 }
 
 // RevocationChecker tells the verifier whether a grant has been revoked. It is
@@ -58,7 +60,7 @@ type Config struct {
 	// any ID whose chain verifies against BundleSource.
 	Authorizer tlsconfig.Authorizer
 	// PublicMethods need a verified peer but no grant. Each is a full method
-	// name or "/pkg.Service/*". nil means DefaultPublicMethods; an empty,
+	// name or "/pkg.Service/*". nil means DefaultPublicMethods(); an empty,
 	// non-nil slice means none.
 	PublicMethods []string
 	// ResourceFields names, per full method name, the request field that
@@ -90,7 +92,7 @@ func (c *Config) setDefaults() error {
 		c.Authorizer = tlsconfig.AuthorizeAny()
 	}
 	if c.PublicMethods == nil {
-		c.PublicMethods = DefaultPublicMethods
+		c.PublicMethods = DefaultPublicMethods()
 	}
 	for _, m := range c.PublicMethods {
 		if err := grant.ValidateMethod(m); err != nil {

@@ -141,7 +141,7 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	}
 	svids := newRotatingSVID(c, s.id, 24*time.Hour, cfg.Clock)
 	v, err := verifier.New(verifier.Config{
-		SVIDSource: svids, BundleSource: c.Bundle(), PublicMethods: issuer.PublicMethods,
+		SVIDSource: svids, BundleSource: c.Bundle(), PublicMethods: issuer.PublicMethods(),
 		Clock: cfg.Clock, Logger: cfg.Logger,
 	})
 	if err != nil {
