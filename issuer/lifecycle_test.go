@@ -300,12 +300,12 @@ func TestCancelRevokePermissions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			id := issue()
-			got, err := e.is.Revoke(ctx, tt.who, id, "done early")
+			got, err := e.is.Revoke(ctx, tt.who, id, "done early", 0)
 			if !isErr(err, tt.err) && !(err == nil && tt.err == nil) {
 				t.Fatalf("revoke: %v, want %v", err, tt.err)
 			}
-			if tt.err == nil && got.State != issuer.StateRevoked {
-				t.Errorf("state %s, want REVOKED", got.State)
+			if tt.err == nil && (got.Request.State != issuer.StateRevoked || got.Following != 0) {
+				t.Errorf("state %s, %d following; want REVOKED and none following", got.Request.State, got.Following)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jitgrant/jitgrant/audit"
 	"github.com/jitgrant/jitgrant/policy"
@@ -140,12 +141,27 @@ func (is *Issuer) Cancel(ctx context.Context, caller spiffeid.ID, id string) (*R
 	})
 }
 
+// RevokeResult is the outcome of Revoke.
+type RevokeResult struct {
+	Request *Request
+	// Following is how many verifier streams were following revocations,
+	// Acknowledged how many of them confirmed this one within the wait.
+	Following, Acknowledged int
+}
+
+// MaxAckWait bounds how long Revoke waits for acknowledgements.
+const MaxAckWait = 10 * time.Second
+
 // Revoke ends an approved or issued grant early. The holder, an approver
 // eligible for the grant's rule, or a caller with the revoke_any permission
-// may revoke it.
-func (is *Issuer) Revoke(ctx context.Context, caller spiffeid.ID, id, reason string) (*Request, error) {
+// may revoke it. It then waits up to ackWait for the verifiers following
+// revocations to acknowledge it.
+func (is *Issuer) Revoke(ctx context.Context, caller spiffeid.ID, id, reason string, ackWait time.Duration) (*RevokeResult, error) {
 	if len(reason) > MaxCommentLength {
 		return nil, fmt.Errorf("%w: reason: %d bytes, at most %d", ErrInvalid, len(reason), MaxCommentLength)
+	}
+	if ackWait < 0 || ackWait > MaxAckWait {
+		return nil, fmt.Errorf("%w: ack_timeout: %s not in [0, %s]", ErrInvalid, ackWait, MaxAckWait)
 	}
 	p, err := is.policy()
 	if err != nil {
@@ -168,11 +184,14 @@ func (is *Issuer) Revoke(ctx context.Context, caller spiffeid.ID, id, reason str
 		}
 		return record(caller, audit.ActionGrantRevoked, details), nil
 	})
-	if err == nil {
-		is.metrics.revoked.Add(1)
-		is.revs.add(Revocation{GrantID: r.ID, NotAfter: r.grantEnd()})
+	if err != nil {
+		return nil, err
 	}
-	return r, err
+	is.metrics.revoked.Add(1)
+	w := is.revs.add(Revocation{GrantID: r.ID, NotAfter: r.grantEnd()})
+	res := &RevokeResult{Request: r}
+	res.Following, res.Acknowledged = is.revs.wait(ctx, r.ID, w, ackWait)
+	return res, nil
 }
 
 func (is *Issuer) mayRevoke(p *policy.Policy, caller spiffeid.ID, r *Request) bool {

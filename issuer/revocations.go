@@ -18,38 +18,100 @@ type Revocation struct {
 	NotAfter time.Time
 }
 
-// revocations is the issuer's set of revoked, unexpired grants and the
-// streams following it.
+// revocations is the issuer's set of revoked, unexpired grants, the streams
+// following it (by the stream ID each verifier chose), and the
+// acknowledgements awaited for recent revocations.
 type revocations struct {
 	mu   sync.Mutex
 	set  map[string]time.Time
-	subs map[chan Revocation]struct{}
+	subs map[chan Revocation]string // channel -> stream ID
+	acks map[string]*ackWait        // grant ID -> acknowledgements awaited
+}
+
+// ackWait counts the acknowledgements of one revocation by the streams that
+// were following when it was made.
+type ackWait struct {
+	want map[string]bool // stream ID -> acknowledged
+	anon int             // following streams without an ID: never acknowledge
+	got  int
+	done chan struct{} // closed when every stream with an ID acknowledged
 }
 
 func newRevocations() *revocations {
-	return &revocations{set: make(map[string]time.Time), subs: make(map[chan Revocation]struct{})}
+	return &revocations{set: make(map[string]time.Time), subs: make(map[chan Revocation]string), acks: make(map[string]*ackWait)}
 }
 
 // add records a revocation and hands it to every follower; a follower whose
 // buffer is full is dropped (its channel closed) and must reconnect, which
-// gives it a full snapshot.
-func (rv *revocations) add(r Revocation) {
+// gives it a full snapshot. It returns the acknowledgements to wait for.
+func (rv *revocations) add(r Revocation) *ackWait {
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
 	rv.set[r.GrantID] = r.NotAfter
-	for ch := range rv.subs {
+	w := &ackWait{want: make(map[string]bool), done: make(chan struct{})}
+	for ch, stream := range rv.subs {
 		select {
 		case ch <- r:
+			if stream == "" {
+				w.anon++
+			} else {
+				w.want[stream] = false
+			}
 		default:
 			delete(rv.subs, ch)
 			close(ch)
 		}
 	}
+	if len(w.want) == 0 {
+		close(w.done)
+	} else {
+		rv.acks[r.GrantID] = w
+	}
+	return w
+}
+
+// ack records that the verifier behind stream applied the revocations of ids.
+func (rv *revocations) ack(stream string, ids []string) {
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	for _, id := range ids {
+		w := rv.acks[id]
+		if w == nil {
+			continue
+		}
+		if done, ok := w.want[stream]; ok && !done {
+			w.want[stream] = true
+			if w.got++; w.got == len(w.want) {
+				close(w.done)
+				delete(rv.acks, id)
+			}
+		}
+	}
+}
+
+// wait waits for w until ctx ends or timeout passes, and returns how many
+// streams were following and how many acknowledged.
+func (rv *revocations) wait(ctx context.Context, grantID string, w *ackWait, timeout time.Duration) (following, acked int) {
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		select {
+		case <-w.done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	if rv.acks[grantID] == w {
+		delete(rv.acks, grantID)
+	}
+	return len(w.want) + w.anon, w.got
 }
 
 // follow returns the current set (expired entries dropped) and a channel of
 // the revocations that come after it.
-func (rv *revocations) follow(now time.Time) ([]Revocation, chan Revocation) {
+func (rv *revocations) follow(now time.Time, stream string) ([]Revocation, chan Revocation) {
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
 	out := make([]Revocation, 0, len(rv.set))
@@ -61,7 +123,7 @@ func (rv *revocations) follow(now time.Time) ([]Revocation, chan Revocation) {
 		out = append(out, Revocation{GrantID: id, NotAfter: na})
 	}
 	ch := make(chan Revocation, watcherBuffer)
-	rv.subs[ch] = struct{}{}
+	rv.subs[ch] = stream
 	return out, ch
 }
 
@@ -114,11 +176,18 @@ func (r *Request) grantEnd() time.Time {
 	return start.Add(r.TTL)
 }
 
+// MaxStreamIDLength bounds a verifier's revocation stream ID.
+const MaxStreamIDLength = 64
+
 // WatchRevocations calls send with the set of revoked, unexpired grants,
 // then with each new revocation, and with an empty heartbeat on every tick
 // of heartbeat, until ctx ends or send fails. The caller needs the
-// watch_revocations permission.
-func (is *Issuer) WatchRevocations(ctx context.Context, caller spiffeid.ID, heartbeat <-chan time.Time, send func(snapshot bool, rs []Revocation) error) error {
+// watch_revocations permission; stream identifies the stream in its
+// AckRevocations calls ("" when the verifier does not acknowledge).
+func (is *Issuer) WatchRevocations(ctx context.Context, caller spiffeid.ID, stream string, heartbeat <-chan time.Time, send func(snapshot bool, rs []Revocation) error) error {
+	if len(stream) > MaxStreamIDLength {
+		return fmt.Errorf("%w: stream_id: %d bytes, at most %d", ErrInvalid, len(stream), MaxStreamIDLength)
+	}
 	p, err := is.policy()
 	if err != nil {
 		return err
@@ -126,7 +195,7 @@ func (is *Issuer) WatchRevocations(ctx context.Context, caller spiffeid.ID, hear
 	if !p.Allowed(policy.WatchRevocations, caller) {
 		return fmt.Errorf("%w: following revocations needs the %s permission", ErrPermission, policy.WatchRevocations)
 	}
-	set, ch := is.revs.follow(is.now())
+	set, ch := is.revs.follow(is.now(), stream)
 	defer is.revs.unfollow(ch)
 	if err := send(true, set); err != nil {
 		return err
@@ -219,4 +288,24 @@ func (is *Issuer) ReportUse(ctx context.Context, caller spiffeid.ID, id string, 
 		is.revs.add(Revocation{GrantID: r.ID, NotAfter: r.grantEnd()})
 	}
 	return rep, nil
+}
+
+// AckRevocations records that the verifier behind stream applied the
+// revocations of ids. The caller needs the watch_revocations permission.
+func (is *Issuer) AckRevocations(caller spiffeid.ID, stream string, ids []string) error {
+	if stream == "" || len(stream) > MaxStreamIDLength {
+		return fmt.Errorf("%w: stream_id: 1 to %d bytes", ErrInvalid, MaxStreamIDLength)
+	}
+	if len(ids) > watcherBuffer {
+		return fmt.Errorf("%w: grant_ids: %d, at most %d", ErrInvalid, len(ids), watcherBuffer)
+	}
+	p, err := is.policy()
+	if err != nil {
+		return err
+	}
+	if !p.Allowed(policy.WatchRevocations, caller) {
+		return fmt.Errorf("%w: acknowledging revocations needs the %s permission", ErrPermission, policy.WatchRevocations)
+	}
+	is.revs.ack(stream, ids)
+	return nil
 }

@@ -215,8 +215,12 @@ func (s *Service) CancelRequest(ctx context.Context, in *pb.CancelRequestRequest
 	return requestToProto(r), nil
 }
 
+// DefaultAckTimeout is how long RevokeGrant waits for verifiers'
+// acknowledgements when the request does not say.
+const DefaultAckTimeout = 2 * time.Second
+
 // RevokeGrant implements pb.IssuerServer.
-func (s *Service) RevokeGrant(ctx context.Context, in *pb.RevokeGrantRequest) (*pb.AccessRequest, error) {
+func (s *Service) RevokeGrant(ctx context.Context, in *pb.RevokeGrantRequest) (*pb.RevokeGrantResponse, error) {
 	id, err := caller(ctx)
 	if err != nil {
 		return nil, err
@@ -224,11 +228,31 @@ func (s *Service) RevokeGrant(ctx context.Context, in *pb.RevokeGrantRequest) (*
 	if err := checkID(in.GetId()); err != nil {
 		return nil, err
 	}
-	r, err := s.is.Revoke(ctx, id, in.GetId(), in.GetReason())
+	wait := DefaultAckTimeout
+	if in.GetAckTimeout() != nil {
+		if err := in.GetAckTimeout().CheckValid(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "ack_timeout: %v", err)
+		}
+		wait = in.GetAckTimeout().AsDuration()
+	}
+	res, err := s.is.Revoke(ctx, id, in.GetId(), in.GetReason(), wait)
 	if err != nil {
 		return nil, s.toStatus(ctx, "RevokeGrant", err)
 	}
-	return requestToProto(r), nil
+	return &pb.RevokeGrantResponse{Request: requestToProto(res.Request),
+		VerifiersFollowing: int32(res.Following), VerifiersAcknowledged: int32(res.Acknowledged)}, nil
+}
+
+// AckRevocations implements pb.IssuerServer.
+func (s *Service) AckRevocations(ctx context.Context, in *pb.AckRevocationsRequest) (*pb.AckRevocationsResponse, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.is.AckRevocations(id, in.GetStreamId(), in.GetGrantIds()); err != nil {
+		return nil, s.toStatus(ctx, "AckRevocations", err)
+	}
+	return &pb.AckRevocationsResponse{}, nil
 }
 
 // FetchGrant implements pb.IssuerServer. For a request made without a CSR
@@ -306,7 +330,7 @@ func (s *Service) ExportAudit(in *pb.ExportAuditRequest, stream grpc.ServerStrea
 }
 
 // WatchRevocations implements pb.IssuerServer.
-func (s *Service) WatchRevocations(_ *pb.WatchRevocationsRequest, stream grpc.ServerStreamingServer[pb.RevocationEvent]) error {
+func (s *Service) WatchRevocations(in *pb.WatchRevocationsRequest, stream grpc.ServerStreamingServer[pb.RevocationEvent]) error {
 	ctx := stream.Context()
 	id, err := caller(ctx)
 	if err != nil {
@@ -315,7 +339,7 @@ func (s *Service) WatchRevocations(_ *pb.WatchRevocationsRequest, stream grpc.Se
 	hb := max(s.Heartbeat, 10*time.Millisecond)
 	ticker := time.NewTicker(hb)
 	defer ticker.Stop()
-	err = s.is.WatchRevocations(ctx, id, ticker.C, func(snapshot bool, rs []Revocation) error {
+	err = s.is.WatchRevocations(ctx, id, in.GetStreamId(), ticker.C, func(snapshot bool, rs []Revocation) error {
 		ev := &pb.RevocationEvent{Snapshot: snapshot, Time: timestamppb.New(s.is.now()), HeartbeatInterval: durationpb.New(hb)}
 		for _, r := range rs {
 			ev.Revoked = append(ev.Revoked, &pb.Revocation{GrantId: r.GrantID, NotAfter: timestamppb.New(r.NotAfter)})

@@ -2,6 +2,8 @@ package verifier
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -32,6 +34,7 @@ const (
 type IssuerClient interface {
 	WatchRevocations(ctx context.Context, in *pb.WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[pb.RevocationEvent], error)
 	ReportUse(ctx context.Context, in *pb.ReportUseRequest, opts ...grpc.CallOption) (*pb.ReportUseResponse, error)
+	AckRevocations(ctx context.Context, in *pb.AckRevocationsRequest, opts ...grpc.CallOption) (*pb.AckRevocationsResponse, error)
 }
 
 // FeedConfig configures a Feed.
@@ -68,6 +71,8 @@ type Feed struct {
 
 	mu      sync.Mutex
 	pending map[string]uint32 // grant ID -> uses not yet reported
+	acks    []string          // revocations applied, not yet acknowledged
+	stream  string            // ID of the current stream, for acknowledgements
 	wake    chan struct{}
 
 	staleDesc, sizeDesc, connDesc, reconDesc *prometheus.Desc
@@ -129,6 +134,11 @@ func (f *Feed) ReportUse(grantID string) {
 	f.mu.Lock()
 	f.pending[grantID]++
 	f.mu.Unlock()
+	f.poke()
+}
+
+// poke wakes the report loop without blocking.
+func (f *Feed) poke() {
 	select {
 	case f.wake <- struct{}{}:
 	default:
@@ -179,7 +189,13 @@ func (f *Feed) Run(ctx context.Context) error {
 func (f *Feed) follow(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := f.cfg.Client.WatchRevocations(ctx, &pb.WatchRevocationsRequest{})
+	var nonce [12]byte
+	crand.Read(nonce[:])
+	id := hex.EncodeToString(nonce[:])
+	f.mu.Lock()
+	f.stream, f.acks = id, nil
+	f.mu.Unlock()
+	stream, err := f.cfg.Client.WatchRevocations(ctx, &pb.WatchRevocationsRequest{StreamId: id})
 	if err != nil {
 		return err
 	}
@@ -197,10 +213,14 @@ func (f *Feed) follow(ctx context.Context) error {
 			if !f.connected.Swap(true) {
 				f.cfg.Logger.Info("verifier: revocation feed connected", "revoked", len(set))
 			}
-		} else {
+		} else if len(ev.GetRevoked()) > 0 {
+			f.mu.Lock()
 			for _, r := range ev.GetRevoked() {
 				f.set.Revoke(r.GetGrantId(), r.GetNotAfter().AsTime())
+				f.acks = append(f.acks, r.GetGrantId())
 			}
+			f.mu.Unlock()
+			f.poke()
 		}
 		if f.connected.Load() {
 			f.lastContact.Store(f.cfg.Clock().UnixNano())
@@ -208,8 +228,8 @@ func (f *Feed) follow(ctx context.Context) error {
 	}
 }
 
-// reportLoop sends queued uses to the issuer: at once when idle, batched per
-// grant under load.
+// reportLoop sends queued uses and revocation acknowledgements to the
+// issuer: at once when idle, batched under load.
 func (f *Feed) reportLoop(ctx context.Context) {
 	for {
 		select {
@@ -226,7 +246,17 @@ func (f *Feed) flush(ctx context.Context) {
 	f.mu.Lock()
 	batch := f.pending
 	f.pending = make(map[string]uint32)
+	acks, stream := f.acks, f.stream
+	f.acks = nil
 	f.mu.Unlock()
+	if len(acks) > 0 {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// A lost acknowledgement only lowers the count RevokeGrant reports.
+		if _, err := f.cfg.Client.AckRevocations(cctx, &pb.AckRevocationsRequest{StreamId: stream, GrantIds: acks}); err != nil {
+			f.cfg.Logger.Debug("verifier: acknowledging revocations failed", "error", err)
+		}
+		cancel()
+	}
 	for id, n := range batch {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		res, err := f.cfg.Client.ReportUse(cctx, &pb.ReportUseRequest{GrantId: id, Uses: n})

@@ -11,6 +11,7 @@ import (
 	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // stateNames returns the --state values, in lifecycle order.
@@ -227,6 +228,7 @@ func (a *app) cancelCommand() *cobra.Command {
 
 func (a *app) revokeCommand() *cobra.Command {
 	var reason string
+	var ackWait time.Duration
 	cmd := &cobra.Command{
 		Use:   "revoke ID",
 		Short: "End an approved or issued grant early",
@@ -235,12 +237,32 @@ func (a *app) revokeCommand() *cobra.Command {
 			return &pb.ListRequestsRequest{States: []pb.State{pb.State_STATE_APPROVED, pb.State_STATE_ISSUED}}
 		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.endRequest(cmd, args[0], func(ctx context.Context, c *client, id string) (*pb.AccessRequest, error) {
-				return c.api.RevokeGrant(ctx, &pb.RevokeGrantRequest{Id: id, Reason: reason})
+			id, err := requestID(args[0])
+			if err != nil {
+				return err
+			}
+			if ackWait < 0 || ackWait > 10*time.Second {
+				return cli.Usage(fmt.Errorf("--ack-timeout %s: want 0 to 10s", ackWait))
+			}
+			return a.withClient(cmd.Context(), func(c *client) error {
+				cctx, cancel := a.call(cmd.Context())
+				defer cancel()
+				res, err := c.api.RevokeGrant(cctx, &pb.RevokeGrantRequest{Id: id, Reason: reason, AckTimeout: durationpb.New(ackWait)})
+				if err != nil {
+					return err
+				}
+				if a.json() {
+					return writeProto(a.stdout, res, false)
+				}
+				fmt.Fprintln(a.stdout, summary(res.GetRequest()))
+				fmt.Fprintf(a.stdout, "acknowledged by %d of %d verifiers following revocations\n",
+					res.GetVerifiersAcknowledged(), res.GetVerifiersFollowing())
+				return nil
 			})
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, recorded in the audit log")
+	cmd.Flags().DurationVar(&ackWait, "ack-timeout", 2*time.Second, "how long to wait for verifiers to acknowledge (0: do not wait)")
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jitgrant/jitgrant/internal/testledger"
 	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 func refused(cc *grpc.ClientConn, why string) bool {
@@ -26,12 +28,13 @@ func mustCall(t *testing.T, cc *grpc.ClientConn, id string) {
 	}
 }
 
-func revoke(t *testing.T, e *env, id string) {
+func revoke(t *testing.T, e *env, id string) *pb.RevokeGrantResponse {
 	t.Helper()
-	res, err := e.dialIssuer("person/alice").RevokeGrant(context.Background(), &pb.RevokeGrantRequest{Id: id, Reason: "test"})
-	if err != nil || res.GetState() != pb.State_STATE_REVOKED {
-		t.Fatalf("RevokeGrant: %v %v", res.GetState(), err)
+	res, err := e.dialIssuer("person/alice").RevokeGrant(context.Background(), &pb.RevokeGrantRequest{Id: id, Reason: "test", AckTimeout: durationpb.New(10 * time.Second)})
+	if err != nil || res.GetRequest().GetState() != pb.State_STATE_REVOKED {
+		t.Fatalf("RevokeGrant: %v %v", res.GetRequest().GetState(), err)
 	}
+	return res
 }
 
 func TestRevokeOnOpenConnection(t *testing.T) {
@@ -41,7 +44,10 @@ func TestRevokeOnOpenConnection(t *testing.T) {
 	other, otherCert := e.grant(0)
 	cc, occ := e.dial(a, cert), e.dial(a, otherCert)
 	mustCall(t, cc, id)
-	revoke(t, e, id)
+	res := revoke(t, e, id)
+	if res.GetVerifiersFollowing() != 1 || res.GetVerifiersAcknowledged() != 1 {
+		t.Errorf("RevokeGrant: %d of %d verifiers acknowledged, want 1 of 1", res.GetVerifiersAcknowledged(), res.GetVerifiersFollowing())
+	}
 	// The same connection: no reconnect is needed for the refusal.
 	e.eventually("the revoked grant is refused", func() bool { return refused(cc, "grant revoked") })
 	mustCall(t, occ, other)

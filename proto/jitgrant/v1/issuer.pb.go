@@ -1157,9 +1157,12 @@ func (x *CancelRequestRequest) GetId() string {
 }
 
 type RevokeGrantRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// How long to wait for verifiers to acknowledge; unset means 2s, zero
+	// means do not wait, at most 10s.
+	AckTimeout    *durationpb.Duration `protobuf:"bytes,3,opt,name=ack_timeout,json=ackTimeout,proto3" json:"ack_timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1208,6 +1211,75 @@ func (x *RevokeGrantRequest) GetReason() string {
 	return ""
 }
 
+func (x *RevokeGrantRequest) GetAckTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.AckTimeout
+	}
+	return nil
+}
+
+type RevokeGrantResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Request *AccessRequest         `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// Verifier streams following revocations when the grant was revoked.
+	VerifiersFollowing int32 `protobuf:"varint,2,opt,name=verifiers_following,json=verifiersFollowing,proto3" json:"verifiers_following,omitempty"`
+	// How many of them acknowledged the revocation within ack_timeout.
+	VerifiersAcknowledged int32 `protobuf:"varint,3,opt,name=verifiers_acknowledged,json=verifiersAcknowledged,proto3" json:"verifiers_acknowledged,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *RevokeGrantResponse) Reset() {
+	*x = RevokeGrantResponse{}
+	mi := &file_issuer_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeGrantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeGrantResponse) ProtoMessage() {}
+
+func (x *RevokeGrantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_issuer_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeGrantResponse.ProtoReflect.Descriptor instead.
+func (*RevokeGrantResponse) Descriptor() ([]byte, []int) {
+	return file_issuer_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RevokeGrantResponse) GetRequest() *AccessRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *RevokeGrantResponse) GetVerifiersFollowing() int32 {
+	if x != nil {
+		return x.VerifiersFollowing
+	}
+	return 0
+}
+
+func (x *RevokeGrantResponse) GetVerifiersAcknowledged() int32 {
+	if x != nil {
+		return x.VerifiersAcknowledged
+	}
+	return 0
+}
+
 type FetchGrantRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1217,7 +1289,7 @@ type FetchGrantRequest struct {
 
 func (x *FetchGrantRequest) Reset() {
 	*x = FetchGrantRequest{}
-	mi := &file_issuer_proto_msgTypes[14]
+	mi := &file_issuer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1301,7 @@ func (x *FetchGrantRequest) String() string {
 func (*FetchGrantRequest) ProtoMessage() {}
 
 func (x *FetchGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[14]
+	mi := &file_issuer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1314,7 @@ func (x *FetchGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchGrantRequest.ProtoReflect.Descriptor instead.
 func (*FetchGrantRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{14}
+	return file_issuer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FetchGrantRequest) GetId() string {
@@ -1265,7 +1337,7 @@ type FetchGrantResponse struct {
 
 func (x *FetchGrantResponse) Reset() {
 	*x = FetchGrantResponse{}
-	mi := &file_issuer_proto_msgTypes[15]
+	mi := &file_issuer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1349,7 @@ func (x *FetchGrantResponse) String() string {
 func (*FetchGrantResponse) ProtoMessage() {}
 
 func (x *FetchGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[15]
+	mi := &file_issuer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1362,7 @@ func (x *FetchGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchGrantResponse.ProtoReflect.Descriptor instead.
 func (*FetchGrantResponse) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{15}
+	return file_issuer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FetchGrantResponse) GetCertChain() [][]byte {
@@ -1325,7 +1397,7 @@ type WatchRequestsRequest struct {
 
 func (x *WatchRequestsRequest) Reset() {
 	*x = WatchRequestsRequest{}
-	mi := &file_issuer_proto_msgTypes[16]
+	mi := &file_issuer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1409,7 @@ func (x *WatchRequestsRequest) String() string {
 func (*WatchRequestsRequest) ProtoMessage() {}
 
 func (x *WatchRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[16]
+	mi := &file_issuer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1422,7 @@ func (x *WatchRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequestsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{16}
+	return file_issuer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchRequestsRequest) GetStates() []State {
@@ -1383,7 +1455,7 @@ type RequestEvent struct {
 
 func (x *RequestEvent) Reset() {
 	*x = RequestEvent{}
-	mi := &file_issuer_proto_msgTypes[17]
+	mi := &file_issuer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1467,7 @@ func (x *RequestEvent) String() string {
 func (*RequestEvent) ProtoMessage() {}
 
 func (x *RequestEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[17]
+	mi := &file_issuer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1480,7 @@ func (x *RequestEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestEvent.ProtoReflect.Descriptor instead.
 func (*RequestEvent) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{17}
+	return file_issuer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RequestEvent) GetRequest() *AccessRequest {
@@ -1430,7 +1502,7 @@ type ExportAuditRequest struct {
 
 func (x *ExportAuditRequest) Reset() {
 	*x = ExportAuditRequest{}
-	mi := &file_issuer_proto_msgTypes[18]
+	mi := &file_issuer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1514,7 @@ func (x *ExportAuditRequest) String() string {
 func (*ExportAuditRequest) ProtoMessage() {}
 
 func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[18]
+	mi := &file_issuer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1527,7 @@ func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditRequest.ProtoReflect.Descriptor instead.
 func (*ExportAuditRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{18}
+	return file_issuer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExportAuditRequest) GetFrom() uint64 {
@@ -1482,7 +1554,7 @@ type ExportAuditChunk struct {
 
 func (x *ExportAuditChunk) Reset() {
 	*x = ExportAuditChunk{}
-	mi := &file_issuer_proto_msgTypes[19]
+	mi := &file_issuer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1566,7 @@ func (x *ExportAuditChunk) String() string {
 func (*ExportAuditChunk) ProtoMessage() {}
 
 func (x *ExportAuditChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[19]
+	mi := &file_issuer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1579,7 @@ func (x *ExportAuditChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditChunk.ProtoReflect.Descriptor instead.
 func (*ExportAuditChunk) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{19}
+	return file_issuer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExportAuditChunk) GetData() []byte {
@@ -1518,14 +1590,17 @@ func (x *ExportAuditChunk) GetData() []byte {
 }
 
 type WatchRevocationsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A random identifier of this stream, chosen by the verifier, that its
+	// AckRevocations calls repeat.
+	StreamId      string `protobuf:"bytes,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchRevocationsRequest) Reset() {
 	*x = WatchRevocationsRequest{}
-	mi := &file_issuer_proto_msgTypes[20]
+	mi := &file_issuer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1612,7 @@ func (x *WatchRevocationsRequest) String() string {
 func (*WatchRevocationsRequest) ProtoMessage() {}
 
 func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[20]
+	mi := &file_issuer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1625,102 @@ func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{20}
+	return file_issuer_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *WatchRevocationsRequest) GetStreamId() string {
+	if x != nil {
+		return x.StreamId
+	}
+	return ""
+}
+
+type AckRevocationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StreamId      string                 `protobuf:"bytes,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	GrantIds      []string               `protobuf:"bytes,2,rep,name=grant_ids,json=grantIds,proto3" json:"grant_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRevocationsRequest) Reset() {
+	*x = AckRevocationsRequest{}
+	mi := &file_issuer_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRevocationsRequest) ProtoMessage() {}
+
+func (x *AckRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_issuer_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*AckRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_issuer_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AckRevocationsRequest) GetStreamId() string {
+	if x != nil {
+		return x.StreamId
+	}
+	return ""
+}
+
+func (x *AckRevocationsRequest) GetGrantIds() []string {
+	if x != nil {
+		return x.GrantIds
+	}
+	return nil
+}
+
+type AckRevocationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRevocationsResponse) Reset() {
+	*x = AckRevocationsResponse{}
+	mi := &file_issuer_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRevocationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRevocationsResponse) ProtoMessage() {}
+
+func (x *AckRevocationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_issuer_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRevocationsResponse.ProtoReflect.Descriptor instead.
+func (*AckRevocationsResponse) Descriptor() ([]byte, []int) {
+	return file_issuer_proto_rawDescGZIP(), []int{23}
 }
 
 // Revocation is one revoked grant.
@@ -1565,7 +1735,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_issuer_proto_msgTypes[21]
+	mi := &file_issuer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1747,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[21]
+	mi := &file_issuer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1760,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{21}
+	return file_issuer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Revocation) GetGrantId() string {
@@ -1625,7 +1795,7 @@ type RevocationEvent struct {
 
 func (x *RevocationEvent) Reset() {
 	*x = RevocationEvent{}
-	mi := &file_issuer_proto_msgTypes[22]
+	mi := &file_issuer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1807,7 @@ func (x *RevocationEvent) String() string {
 func (*RevocationEvent) ProtoMessage() {}
 
 func (x *RevocationEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[22]
+	mi := &file_issuer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1820,7 @@ func (x *RevocationEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevocationEvent.ProtoReflect.Descriptor instead.
 func (*RevocationEvent) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{22}
+	return file_issuer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RevocationEvent) GetSnapshot() bool {
@@ -1693,7 +1863,7 @@ type ReportUseRequest struct {
 
 func (x *ReportUseRequest) Reset() {
 	*x = ReportUseRequest{}
-	mi := &file_issuer_proto_msgTypes[23]
+	mi := &file_issuer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1875,7 @@ func (x *ReportUseRequest) String() string {
 func (*ReportUseRequest) ProtoMessage() {}
 
 func (x *ReportUseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[23]
+	mi := &file_issuer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1888,7 @@ func (x *ReportUseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportUseRequest.ProtoReflect.Descriptor instead.
 func (*ReportUseRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{23}
+	return file_issuer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReportUseRequest) GetGrantId() string {
@@ -1748,7 +1918,7 @@ type ReportUseResponse struct {
 
 func (x *ReportUseResponse) Reset() {
 	*x = ReportUseResponse{}
-	mi := &file_issuer_proto_msgTypes[24]
+	mi := &file_issuer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1930,7 @@ func (x *ReportUseResponse) String() string {
 func (*ReportUseResponse) ProtoMessage() {}
 
 func (x *ReportUseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[24]
+	mi := &file_issuer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1943,7 @@ func (x *ReportUseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportUseResponse.ProtoReflect.Descriptor instead.
 func (*ReportUseResponse) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{24}
+	return file_issuer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReportUseResponse) GetTotalUses() uint32 {
@@ -1884,10 +2054,16 @@ const file_issuer_proto_rawDesc = "" +
 	"\acounted\x18\x02 \x01(\bR\acounted\x12\x12\n" +
 	"\x04note\x18\x03 \x01(\tR\x04note\"&\n" +
 	"\x14CancelRequestRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"<\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"x\n" +
 	"\x12RevokeGrantRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"#\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12:\n" +
+	"\vack_timeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"ackTimeout\"\xb3\x01\n" +
+	"\x13RevokeGrantResponse\x124\n" +
+	"\arequest\x18\x01 \x01(\v2\x1a.jitgrant.v1.AccessRequestR\arequest\x12/\n" +
+	"\x13verifiers_following\x18\x02 \x01(\x05R\x12verifiersFollowing\x125\n" +
+	"\x16verifiers_acknowledged\x18\x03 \x01(\x05R\x15verifiersAcknowledged\"#\n" +
 	"\x11FetchGrantRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x81\x01\n" +
 	"\x12FetchGrantResponse\x12\x1d\n" +
@@ -1905,8 +2081,13 @@ const file_issuer_proto_rawDesc = "" +
 	"\x04from\x18\x01 \x01(\x04R\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\x04R\x02to\"&\n" +
 	"\x10ExportAuditChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\x19\n" +
-	"\x17WatchRevocationsRequest\"`\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"6\n" +
+	"\x17WatchRevocationsRequest\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\tR\bstreamId\"Q\n" +
+	"\x15AckRevocationsRequest\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\tR\bstreamId\x12\x1b\n" +
+	"\tgrant_ids\x18\x02 \x03(\tR\bgrantIds\"\x18\n" +
+	"\x16AckRevocationsResponse\"`\n" +
 	"\n" +
 	"Revocation\x12\x19\n" +
 	"\bgrant_id\x18\x01 \x01(\tR\agrantId\x127\n" +
@@ -1939,7 +2120,7 @@ const file_issuer_proto_rawDesc = "" +
 	"\x0eOUTCOME_DENIED\x10\x01\x12\x1a\n" +
 	"\x16OUTCOME_NEEDS_APPROVAL\x10\x02\x12\x19\n" +
 	"\x15OUTCOME_AUTO_APPROVED\x10\x03\x12\x17\n" +
-	"\x13OUTCOME_BREAK_GLASS\x10\x042\xc5\a\n" +
+	"\x13OUTCOME_BREAK_GLASS\x10\x042\xa6\b\n" +
 	"\x06Issuer\x12V\n" +
 	"\rCreateRequest\x12!.jitgrant.v1.CreateRequestRequest\x1a\".jitgrant.v1.CreateRequestResponse\x12H\n" +
 	"\n" +
@@ -1947,14 +2128,15 @@ const file_issuer_proto_rawDesc = "" +
 	"\fListRequests\x12 .jitgrant.v1.ListRequestsRequest\x1a!.jitgrant.v1.ListRequestsResponse\x12I\n" +
 	"\x0eApproveRequest\x12\x1a.jitgrant.v1.ReviewRequest\x1a\x1b.jitgrant.v1.ReviewResponse\x12F\n" +
 	"\vDenyRequest\x12\x1a.jitgrant.v1.ReviewRequest\x1a\x1b.jitgrant.v1.ReviewResponse\x12N\n" +
-	"\rCancelRequest\x12!.jitgrant.v1.CancelRequestRequest\x1a\x1a.jitgrant.v1.AccessRequest\x12J\n" +
-	"\vRevokeGrant\x12\x1f.jitgrant.v1.RevokeGrantRequest\x1a\x1a.jitgrant.v1.AccessRequest\x12M\n" +
+	"\rCancelRequest\x12!.jitgrant.v1.CancelRequestRequest\x1a\x1a.jitgrant.v1.AccessRequest\x12P\n" +
+	"\vRevokeGrant\x12\x1f.jitgrant.v1.RevokeGrantRequest\x1a .jitgrant.v1.RevokeGrantResponse\x12M\n" +
 	"\n" +
 	"FetchGrant\x12\x1e.jitgrant.v1.FetchGrantRequest\x1a\x1f.jitgrant.v1.FetchGrantResponse\x12O\n" +
 	"\rWatchRequests\x12!.jitgrant.v1.WatchRequestsRequest\x1a\x19.jitgrant.v1.RequestEvent0\x01\x12O\n" +
 	"\vExportAudit\x12\x1f.jitgrant.v1.ExportAuditRequest\x1a\x1d.jitgrant.v1.ExportAuditChunk0\x01\x12X\n" +
 	"\x10WatchRevocations\x12$.jitgrant.v1.WatchRevocationsRequest\x1a\x1c.jitgrant.v1.RevocationEvent0\x01\x12J\n" +
-	"\tReportUse\x12\x1d.jitgrant.v1.ReportUseRequest\x1a\x1e.jitgrant.v1.ReportUseResponseB;Z9github.com/jitgrant/jitgrant/proto/jitgrant/v1;jitgrantv1b\x06proto3"
+	"\tReportUse\x12\x1d.jitgrant.v1.ReportUseRequest\x1a\x1e.jitgrant.v1.ReportUseResponse\x12Y\n" +
+	"\x0eAckRevocations\x12\".jitgrant.v1.AckRevocationsRequest\x1a#.jitgrant.v1.AckRevocationsResponseB;Z9github.com/jitgrant/jitgrant/proto/jitgrant/v1;jitgrantv1b\x06proto3"
 
 var (
 	file_issuer_proto_rawDescOnce sync.Once
@@ -1969,7 +2151,7 @@ func file_issuer_proto_rawDescGZIP() []byte {
 }
 
 var file_issuer_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_issuer_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_issuer_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_issuer_proto_goTypes = []any{
 	(State)(0),                      // 0: jitgrant.v1.State
 	(Outcome)(0),                    // 1: jitgrant.v1.Outcome
@@ -1987,81 +2169,88 @@ var file_issuer_proto_goTypes = []any{
 	(*ReviewResponse)(nil),          // 13: jitgrant.v1.ReviewResponse
 	(*CancelRequestRequest)(nil),    // 14: jitgrant.v1.CancelRequestRequest
 	(*RevokeGrantRequest)(nil),      // 15: jitgrant.v1.RevokeGrantRequest
-	(*FetchGrantRequest)(nil),       // 16: jitgrant.v1.FetchGrantRequest
-	(*FetchGrantResponse)(nil),      // 17: jitgrant.v1.FetchGrantResponse
-	(*WatchRequestsRequest)(nil),    // 18: jitgrant.v1.WatchRequestsRequest
-	(*RequestEvent)(nil),            // 19: jitgrant.v1.RequestEvent
-	(*ExportAuditRequest)(nil),      // 20: jitgrant.v1.ExportAuditRequest
-	(*ExportAuditChunk)(nil),        // 21: jitgrant.v1.ExportAuditChunk
-	(*WatchRevocationsRequest)(nil), // 22: jitgrant.v1.WatchRevocationsRequest
-	(*Revocation)(nil),              // 23: jitgrant.v1.Revocation
-	(*RevocationEvent)(nil),         // 24: jitgrant.v1.RevocationEvent
-	(*ReportUseRequest)(nil),        // 25: jitgrant.v1.ReportUseRequest
-	(*ReportUseResponse)(nil),       // 26: jitgrant.v1.ReportUseResponse
-	(*durationpb.Duration)(nil),     // 27: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
+	(*RevokeGrantResponse)(nil),     // 16: jitgrant.v1.RevokeGrantResponse
+	(*FetchGrantRequest)(nil),       // 17: jitgrant.v1.FetchGrantRequest
+	(*FetchGrantResponse)(nil),      // 18: jitgrant.v1.FetchGrantResponse
+	(*WatchRequestsRequest)(nil),    // 19: jitgrant.v1.WatchRequestsRequest
+	(*RequestEvent)(nil),            // 20: jitgrant.v1.RequestEvent
+	(*ExportAuditRequest)(nil),      // 21: jitgrant.v1.ExportAuditRequest
+	(*ExportAuditChunk)(nil),        // 22: jitgrant.v1.ExportAuditChunk
+	(*WatchRevocationsRequest)(nil), // 23: jitgrant.v1.WatchRevocationsRequest
+	(*AckRevocationsRequest)(nil),   // 24: jitgrant.v1.AckRevocationsRequest
+	(*AckRevocationsResponse)(nil),  // 25: jitgrant.v1.AckRevocationsResponse
+	(*Revocation)(nil),              // 26: jitgrant.v1.Revocation
+	(*RevocationEvent)(nil),         // 27: jitgrant.v1.RevocationEvent
+	(*ReportUseRequest)(nil),        // 28: jitgrant.v1.ReportUseRequest
+	(*ReportUseResponse)(nil),       // 29: jitgrant.v1.ReportUseResponse
+	(*durationpb.Duration)(nil),     // 30: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 31: google.protobuf.Timestamp
 }
 var file_issuer_proto_depIdxs = []int32{
 	1,  // 0: jitgrant.v1.Decision.outcome:type_name -> jitgrant.v1.Outcome
 	3,  // 1: jitgrant.v1.Decision.factors:type_name -> jitgrant.v1.Factor
-	27, // 2: jitgrant.v1.Decision.max_ttl:type_name -> google.protobuf.Duration
-	27, // 3: jitgrant.v1.Decision.pending_timeout:type_name -> google.protobuf.Duration
-	28, // 4: jitgrant.v1.Review.time:type_name -> google.protobuf.Timestamp
+	30, // 2: jitgrant.v1.Decision.max_ttl:type_name -> google.protobuf.Duration
+	30, // 3: jitgrant.v1.Decision.pending_timeout:type_name -> google.protobuf.Duration
+	31, // 4: jitgrant.v1.Review.time:type_name -> google.protobuf.Timestamp
 	0,  // 5: jitgrant.v1.AccessRequest.state:type_name -> jitgrant.v1.State
 	2,  // 6: jitgrant.v1.AccessRequest.scopes:type_name -> jitgrant.v1.Scope
-	27, // 7: jitgrant.v1.AccessRequest.ttl:type_name -> google.protobuf.Duration
+	30, // 7: jitgrant.v1.AccessRequest.ttl:type_name -> google.protobuf.Duration
 	3,  // 8: jitgrant.v1.AccessRequest.factors:type_name -> jitgrant.v1.Factor
 	3,  // 9: jitgrant.v1.AccessRequest.missing:type_name -> jitgrant.v1.Factor
 	5,  // 10: jitgrant.v1.AccessRequest.reviews:type_name -> jitgrant.v1.Review
-	28, // 11: jitgrant.v1.AccessRequest.create_time:type_name -> google.protobuf.Timestamp
-	28, // 12: jitgrant.v1.AccessRequest.update_time:type_name -> google.protobuf.Timestamp
-	28, // 13: jitgrant.v1.AccessRequest.review_deadline:type_name -> google.protobuf.Timestamp
-	28, // 14: jitgrant.v1.AccessRequest.start_time:type_name -> google.protobuf.Timestamp
-	28, // 15: jitgrant.v1.AccessRequest.not_after:type_name -> google.protobuf.Timestamp
+	31, // 11: jitgrant.v1.AccessRequest.create_time:type_name -> google.protobuf.Timestamp
+	31, // 12: jitgrant.v1.AccessRequest.update_time:type_name -> google.protobuf.Timestamp
+	31, // 13: jitgrant.v1.AccessRequest.review_deadline:type_name -> google.protobuf.Timestamp
+	31, // 14: jitgrant.v1.AccessRequest.start_time:type_name -> google.protobuf.Timestamp
+	31, // 15: jitgrant.v1.AccessRequest.not_after:type_name -> google.protobuf.Timestamp
 	2,  // 16: jitgrant.v1.CreateRequestRequest.scopes:type_name -> jitgrant.v1.Scope
-	27, // 17: jitgrant.v1.CreateRequestRequest.ttl:type_name -> google.protobuf.Duration
-	28, // 18: jitgrant.v1.CreateRequestRequest.start_time:type_name -> google.protobuf.Timestamp
+	30, // 17: jitgrant.v1.CreateRequestRequest.ttl:type_name -> google.protobuf.Duration
+	31, // 18: jitgrant.v1.CreateRequestRequest.start_time:type_name -> google.protobuf.Timestamp
 	6,  // 19: jitgrant.v1.CreateRequestResponse.request:type_name -> jitgrant.v1.AccessRequest
 	4,  // 20: jitgrant.v1.CreateRequestResponse.decision:type_name -> jitgrant.v1.Decision
 	0,  // 21: jitgrant.v1.ListRequestsRequest.states:type_name -> jitgrant.v1.State
 	6,  // 22: jitgrant.v1.ListRequestsResponse.requests:type_name -> jitgrant.v1.AccessRequest
 	6,  // 23: jitgrant.v1.ReviewResponse.request:type_name -> jitgrant.v1.AccessRequest
-	6,  // 24: jitgrant.v1.FetchGrantResponse.request:type_name -> jitgrant.v1.AccessRequest
-	0,  // 25: jitgrant.v1.WatchRequestsRequest.states:type_name -> jitgrant.v1.State
-	6,  // 26: jitgrant.v1.RequestEvent.request:type_name -> jitgrant.v1.AccessRequest
-	28, // 27: jitgrant.v1.Revocation.not_after:type_name -> google.protobuf.Timestamp
-	23, // 28: jitgrant.v1.RevocationEvent.revoked:type_name -> jitgrant.v1.Revocation
-	28, // 29: jitgrant.v1.RevocationEvent.time:type_name -> google.protobuf.Timestamp
-	27, // 30: jitgrant.v1.RevocationEvent.heartbeat_interval:type_name -> google.protobuf.Duration
-	7,  // 31: jitgrant.v1.Issuer.CreateRequest:input_type -> jitgrant.v1.CreateRequestRequest
-	9,  // 32: jitgrant.v1.Issuer.GetRequest:input_type -> jitgrant.v1.GetRequestRequest
-	10, // 33: jitgrant.v1.Issuer.ListRequests:input_type -> jitgrant.v1.ListRequestsRequest
-	12, // 34: jitgrant.v1.Issuer.ApproveRequest:input_type -> jitgrant.v1.ReviewRequest
-	12, // 35: jitgrant.v1.Issuer.DenyRequest:input_type -> jitgrant.v1.ReviewRequest
-	14, // 36: jitgrant.v1.Issuer.CancelRequest:input_type -> jitgrant.v1.CancelRequestRequest
-	15, // 37: jitgrant.v1.Issuer.RevokeGrant:input_type -> jitgrant.v1.RevokeGrantRequest
-	16, // 38: jitgrant.v1.Issuer.FetchGrant:input_type -> jitgrant.v1.FetchGrantRequest
-	18, // 39: jitgrant.v1.Issuer.WatchRequests:input_type -> jitgrant.v1.WatchRequestsRequest
-	20, // 40: jitgrant.v1.Issuer.ExportAudit:input_type -> jitgrant.v1.ExportAuditRequest
-	22, // 41: jitgrant.v1.Issuer.WatchRevocations:input_type -> jitgrant.v1.WatchRevocationsRequest
-	25, // 42: jitgrant.v1.Issuer.ReportUse:input_type -> jitgrant.v1.ReportUseRequest
-	8,  // 43: jitgrant.v1.Issuer.CreateRequest:output_type -> jitgrant.v1.CreateRequestResponse
-	6,  // 44: jitgrant.v1.Issuer.GetRequest:output_type -> jitgrant.v1.AccessRequest
-	11, // 45: jitgrant.v1.Issuer.ListRequests:output_type -> jitgrant.v1.ListRequestsResponse
-	13, // 46: jitgrant.v1.Issuer.ApproveRequest:output_type -> jitgrant.v1.ReviewResponse
-	13, // 47: jitgrant.v1.Issuer.DenyRequest:output_type -> jitgrant.v1.ReviewResponse
-	6,  // 48: jitgrant.v1.Issuer.CancelRequest:output_type -> jitgrant.v1.AccessRequest
-	6,  // 49: jitgrant.v1.Issuer.RevokeGrant:output_type -> jitgrant.v1.AccessRequest
-	17, // 50: jitgrant.v1.Issuer.FetchGrant:output_type -> jitgrant.v1.FetchGrantResponse
-	19, // 51: jitgrant.v1.Issuer.WatchRequests:output_type -> jitgrant.v1.RequestEvent
-	21, // 52: jitgrant.v1.Issuer.ExportAudit:output_type -> jitgrant.v1.ExportAuditChunk
-	24, // 53: jitgrant.v1.Issuer.WatchRevocations:output_type -> jitgrant.v1.RevocationEvent
-	26, // 54: jitgrant.v1.Issuer.ReportUse:output_type -> jitgrant.v1.ReportUseResponse
-	43, // [43:55] is the sub-list for method output_type
-	31, // [31:43] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	30, // 24: jitgrant.v1.RevokeGrantRequest.ack_timeout:type_name -> google.protobuf.Duration
+	6,  // 25: jitgrant.v1.RevokeGrantResponse.request:type_name -> jitgrant.v1.AccessRequest
+	6,  // 26: jitgrant.v1.FetchGrantResponse.request:type_name -> jitgrant.v1.AccessRequest
+	0,  // 27: jitgrant.v1.WatchRequestsRequest.states:type_name -> jitgrant.v1.State
+	6,  // 28: jitgrant.v1.RequestEvent.request:type_name -> jitgrant.v1.AccessRequest
+	31, // 29: jitgrant.v1.Revocation.not_after:type_name -> google.protobuf.Timestamp
+	26, // 30: jitgrant.v1.RevocationEvent.revoked:type_name -> jitgrant.v1.Revocation
+	31, // 31: jitgrant.v1.RevocationEvent.time:type_name -> google.protobuf.Timestamp
+	30, // 32: jitgrant.v1.RevocationEvent.heartbeat_interval:type_name -> google.protobuf.Duration
+	7,  // 33: jitgrant.v1.Issuer.CreateRequest:input_type -> jitgrant.v1.CreateRequestRequest
+	9,  // 34: jitgrant.v1.Issuer.GetRequest:input_type -> jitgrant.v1.GetRequestRequest
+	10, // 35: jitgrant.v1.Issuer.ListRequests:input_type -> jitgrant.v1.ListRequestsRequest
+	12, // 36: jitgrant.v1.Issuer.ApproveRequest:input_type -> jitgrant.v1.ReviewRequest
+	12, // 37: jitgrant.v1.Issuer.DenyRequest:input_type -> jitgrant.v1.ReviewRequest
+	14, // 38: jitgrant.v1.Issuer.CancelRequest:input_type -> jitgrant.v1.CancelRequestRequest
+	15, // 39: jitgrant.v1.Issuer.RevokeGrant:input_type -> jitgrant.v1.RevokeGrantRequest
+	17, // 40: jitgrant.v1.Issuer.FetchGrant:input_type -> jitgrant.v1.FetchGrantRequest
+	19, // 41: jitgrant.v1.Issuer.WatchRequests:input_type -> jitgrant.v1.WatchRequestsRequest
+	21, // 42: jitgrant.v1.Issuer.ExportAudit:input_type -> jitgrant.v1.ExportAuditRequest
+	23, // 43: jitgrant.v1.Issuer.WatchRevocations:input_type -> jitgrant.v1.WatchRevocationsRequest
+	28, // 44: jitgrant.v1.Issuer.ReportUse:input_type -> jitgrant.v1.ReportUseRequest
+	24, // 45: jitgrant.v1.Issuer.AckRevocations:input_type -> jitgrant.v1.AckRevocationsRequest
+	8,  // 46: jitgrant.v1.Issuer.CreateRequest:output_type -> jitgrant.v1.CreateRequestResponse
+	6,  // 47: jitgrant.v1.Issuer.GetRequest:output_type -> jitgrant.v1.AccessRequest
+	11, // 48: jitgrant.v1.Issuer.ListRequests:output_type -> jitgrant.v1.ListRequestsResponse
+	13, // 49: jitgrant.v1.Issuer.ApproveRequest:output_type -> jitgrant.v1.ReviewResponse
+	13, // 50: jitgrant.v1.Issuer.DenyRequest:output_type -> jitgrant.v1.ReviewResponse
+	6,  // 51: jitgrant.v1.Issuer.CancelRequest:output_type -> jitgrant.v1.AccessRequest
+	16, // 52: jitgrant.v1.Issuer.RevokeGrant:output_type -> jitgrant.v1.RevokeGrantResponse
+	18, // 53: jitgrant.v1.Issuer.FetchGrant:output_type -> jitgrant.v1.FetchGrantResponse
+	20, // 54: jitgrant.v1.Issuer.WatchRequests:output_type -> jitgrant.v1.RequestEvent
+	22, // 55: jitgrant.v1.Issuer.ExportAudit:output_type -> jitgrant.v1.ExportAuditChunk
+	27, // 56: jitgrant.v1.Issuer.WatchRevocations:output_type -> jitgrant.v1.RevocationEvent
+	29, // 57: jitgrant.v1.Issuer.ReportUse:output_type -> jitgrant.v1.ReportUseResponse
+	25, // 58: jitgrant.v1.Issuer.AckRevocations:output_type -> jitgrant.v1.AckRevocationsResponse
+	46, // [46:59] is the sub-list for method output_type
+	33, // [33:46] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_issuer_proto_init() }
@@ -2075,7 +2264,7 @@ func file_issuer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_issuer_proto_rawDesc), len(file_issuer_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

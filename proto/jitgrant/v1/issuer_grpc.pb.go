@@ -35,6 +35,7 @@ const (
 	Issuer_ExportAudit_FullMethodName      = "/jitgrant.v1.Issuer/ExportAudit"
 	Issuer_WatchRevocations_FullMethodName = "/jitgrant.v1.Issuer/WatchRevocations"
 	Issuer_ReportUse_FullMethodName        = "/jitgrant.v1.Issuer/ReportUse"
+	Issuer_AckRevocations_FullMethodName   = "/jitgrant.v1.Issuer/AckRevocations"
 )
 
 // IssuerClient is the client API for Issuer service.
@@ -57,8 +58,10 @@ type IssuerClient interface {
 	DenyRequest(ctx context.Context, in *ReviewRequest, opts ...grpc.CallOption) (*ReviewResponse, error)
 	// CancelRequest ends the caller's own pending request.
 	CancelRequest(ctx context.Context, in *CancelRequestRequest, opts ...grpc.CallOption) (*AccessRequest, error)
-	// RevokeGrant ends an approved or issued grant early.
-	RevokeGrant(ctx context.Context, in *RevokeGrantRequest, opts ...grpc.CallOption) (*AccessRequest, error)
+	// RevokeGrant ends an approved or issued grant early. It waits (up to
+	// ack_timeout) for the verifiers following revocations to acknowledge it
+	// and says how many did.
+	RevokeGrant(ctx context.Context, in *RevokeGrantRequest, opts ...grpc.CallOption) (*RevokeGrantResponse, error)
 	// FetchGrant returns the certificate chain of an issued grant requested
 	// with a CSR.
 	FetchGrant(ctx context.Context, in *FetchGrantRequest, opts ...grpc.CallOption) (*FetchGrantResponse, error)
@@ -77,6 +80,9 @@ type IssuerClient interface {
 	// with a use limit. The issuer audits the uses and, when the grant's limit
 	// is reached, revokes it so that every verifier refuses it.
 	ReportUse(ctx context.Context, in *ReportUseRequest, opts ...grpc.CallOption) (*ReportUseResponse, error)
+	// AckRevocations tells the issuer that the verifier behind a
+	// WatchRevocations stream applied these revocations.
+	AckRevocations(ctx context.Context, in *AckRevocationsRequest, opts ...grpc.CallOption) (*AckRevocationsResponse, error)
 }
 
 type issuerClient struct {
@@ -147,9 +153,9 @@ func (c *issuerClient) CancelRequest(ctx context.Context, in *CancelRequestReque
 	return out, nil
 }
 
-func (c *issuerClient) RevokeGrant(ctx context.Context, in *RevokeGrantRequest, opts ...grpc.CallOption) (*AccessRequest, error) {
+func (c *issuerClient) RevokeGrant(ctx context.Context, in *RevokeGrantRequest, opts ...grpc.CallOption) (*RevokeGrantResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(AccessRequest)
+	out := new(RevokeGrantResponse)
 	err := c.cc.Invoke(ctx, Issuer_RevokeGrant_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -234,6 +240,16 @@ func (c *issuerClient) ReportUse(ctx context.Context, in *ReportUseRequest, opts
 	return out, nil
 }
 
+func (c *issuerClient) AckRevocations(ctx context.Context, in *AckRevocationsRequest, opts ...grpc.CallOption) (*AckRevocationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckRevocationsResponse)
+	err := c.cc.Invoke(ctx, Issuer_AckRevocations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IssuerServer is the server API for Issuer service.
 // All implementations must embed UnimplementedIssuerServer
 // for forward compatibility.
@@ -254,8 +270,10 @@ type IssuerServer interface {
 	DenyRequest(context.Context, *ReviewRequest) (*ReviewResponse, error)
 	// CancelRequest ends the caller's own pending request.
 	CancelRequest(context.Context, *CancelRequestRequest) (*AccessRequest, error)
-	// RevokeGrant ends an approved or issued grant early.
-	RevokeGrant(context.Context, *RevokeGrantRequest) (*AccessRequest, error)
+	// RevokeGrant ends an approved or issued grant early. It waits (up to
+	// ack_timeout) for the verifiers following revocations to acknowledge it
+	// and says how many did.
+	RevokeGrant(context.Context, *RevokeGrantRequest) (*RevokeGrantResponse, error)
 	// FetchGrant returns the certificate chain of an issued grant requested
 	// with a CSR.
 	FetchGrant(context.Context, *FetchGrantRequest) (*FetchGrantResponse, error)
@@ -274,6 +292,9 @@ type IssuerServer interface {
 	// with a use limit. The issuer audits the uses and, when the grant's limit
 	// is reached, revokes it so that every verifier refuses it.
 	ReportUse(context.Context, *ReportUseRequest) (*ReportUseResponse, error)
+	// AckRevocations tells the issuer that the verifier behind a
+	// WatchRevocations stream applied these revocations.
+	AckRevocations(context.Context, *AckRevocationsRequest) (*AckRevocationsResponse, error)
 	mustEmbedUnimplementedIssuerServer()
 }
 
@@ -302,7 +323,7 @@ func (UnimplementedIssuerServer) DenyRequest(context.Context, *ReviewRequest) (*
 func (UnimplementedIssuerServer) CancelRequest(context.Context, *CancelRequestRequest) (*AccessRequest, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelRequest not implemented")
 }
-func (UnimplementedIssuerServer) RevokeGrant(context.Context, *RevokeGrantRequest) (*AccessRequest, error) {
+func (UnimplementedIssuerServer) RevokeGrant(context.Context, *RevokeGrantRequest) (*RevokeGrantResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeGrant not implemented")
 }
 func (UnimplementedIssuerServer) FetchGrant(context.Context, *FetchGrantRequest) (*FetchGrantResponse, error) {
@@ -319,6 +340,9 @@ func (UnimplementedIssuerServer) WatchRevocations(*WatchRevocationsRequest, grpc
 }
 func (UnimplementedIssuerServer) ReportUse(context.Context, *ReportUseRequest) (*ReportUseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportUse not implemented")
+}
+func (UnimplementedIssuerServer) AckRevocations(context.Context, *AckRevocationsRequest) (*AckRevocationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AckRevocations not implemented")
 }
 func (UnimplementedIssuerServer) mustEmbedUnimplementedIssuerServer() {}
 func (UnimplementedIssuerServer) testEmbeddedByValue()                {}
@@ -536,6 +560,24 @@ func _Issuer_ReportUse_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Issuer_AckRevocations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckRevocationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IssuerServer).AckRevocations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Issuer_AckRevocations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IssuerServer).AckRevocations(ctx, req.(*AckRevocationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Issuer_ServiceDesc is the grpc.ServiceDesc for Issuer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -578,6 +620,10 @@ var Issuer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportUse",
 			Handler:    _Issuer_ReportUse_Handler,
+		},
+		{
+			MethodName: "AckRevocations",
+			Handler:    _Issuer_AckRevocations_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
