@@ -39,6 +39,7 @@ const (
 	ActionPolicyLoaded    Action = "policy.loaded"
 	ActionEnrolled        Action = "identity.enrolled"
 	ActionAuditExported   Action = "audit.exported"
+	ActionEntriesLoaded   Action = "workload.entries_loaded"
 	// ActionCheckpoint entries are written by the log itself: see Config.CheckpointEvery.
 	ActionCheckpoint Action = "audit.checkpoint"
 )
@@ -47,7 +48,7 @@ var actions = []Action{
 	ActionRequestCreated, ActionRequestApproved, ActionRequestDenied, ActionRequestCanceled,
 	ActionRequestTimedOut, ActionBreakGlass, ActionGrantIssued, ActionGrantFetched,
 	ActionGrantRevoked, ActionGrantUsed, ActionGrantExpired, ActionPolicyLoaded,
-	ActionEnrolled, ActionAuditExported, ActionCheckpoint,
+	ActionEnrolled, ActionAuditExported, ActionEntriesLoaded, ActionCheckpoint,
 }
 
 // Actions returns the closed set of actions, in a fixed order.

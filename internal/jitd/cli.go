@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jitgrant/jitgrant/internal/cli"
+	"github.com/jitgrant/jitgrant/issuer/attest"
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 )
@@ -122,13 +123,15 @@ func enrollCommand() *cobra.Command {
 // fileConfig is the YAML configuration file of jitd serve. Flags given on
 // the command line win over it.
 type fileConfig struct {
-	DataDir          string        `yaml:"data_dir"`
-	Listen           string        `yaml:"listen"`
-	Policy           string        `yaml:"policy"`
-	MetricsListen    string        `yaml:"metrics_listen"`
-	LogJSON          bool          `yaml:"log_json"`
-	MaxTTLCap        time.Duration `yaml:"max_ttl_cap"`
-	CAPassphraseFile string        `yaml:"ca_passphrase_file"`
+	DataDir          string               `yaml:"data_dir"`
+	Listen           string               `yaml:"listen"`
+	Policy           string               `yaml:"policy"`
+	MetricsListen    string               `yaml:"metrics_listen"`
+	LogJSON          bool                 `yaml:"log_json"`
+	MaxTTLCap        time.Duration        `yaml:"max_ttl_cap"`
+	CAPassphraseFile string               `yaml:"ca_passphrase_file"`
+	WorkloadSocket   string               `yaml:"workload_socket"`
+	Entries          []attest.EntryConfig `yaml:"entries"`
 }
 
 func serveCommand(stderr io.Writer) *cobra.Command {
@@ -161,6 +164,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 			s, err := Start(ctx, ServeConfig{
 				Dir: DataDir(fc.DataDir), Listen: fc.Listen, PolicyPath: fc.Policy,
 				MetricsListen: fc.MetricsListen, Passphrase: pass, MaxTTLCap: fc.MaxTTLCap, Logger: logger,
+				WorkloadSocket: fc.WorkloadSocket, Entries: fc.Entries,
 			})
 			if err != nil {
 				return err
@@ -181,7 +185,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "", "YAML configuration file (keys: data_dir, listen, policy, metrics_listen, log_json, max_ttl_cap, ca_passphrase_file)")
+	f.StringVar(&configPath, "config", "", "YAML configuration file (keys: data_dir, listen, policy, metrics_listen, log_json, max_ttl_cap, ca_passphrase_file, workload_socket, entries)")
 	f.StringVar(&fc.DataDir, "data-dir", "", "data directory made by jitd init")
 	f.StringVar(&fc.Listen, "listen", "127.0.0.1:8443", "issuer API address (mTLS)")
 	f.StringVar(&fc.Policy, "policy", "", "policy file (default <data-dir>/policy.yaml)")
@@ -189,6 +193,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 	f.BoolVar(&fc.LogJSON, "log-json", false, "log JSON instead of text")
 	f.DurationVar(&fc.MaxTTLCap, "max-ttl-cap", 0, "raise the global cap on grant TTLs (default 1h, at most 24h)")
 	f.StringVar(&fc.CAPassphraseFile, "ca-passphrase-file", "", "file holding the CA key's passphrase")
+	f.StringVar(&fc.WorkloadSocket, "workload-socket", "", "serve the SPIFFE Workload API on this Unix socket (registration entries come from --config)")
 	return cmd
 }
 
@@ -216,6 +221,8 @@ func mergeConfigFile(cmd *cobra.Command, path string, fc *fileConfig) error {
 	set("policy", &fc.Policy, fromFile.Policy)
 	set("metrics-listen", &fc.MetricsListen, fromFile.MetricsListen)
 	set("ca-passphrase-file", &fc.CAPassphraseFile, fromFile.CAPassphraseFile)
+	set("workload-socket", &fc.WorkloadSocket, fromFile.WorkloadSocket)
+	fc.Entries = fromFile.Entries
 	if !cmd.Flags().Changed("log-json") && fromFile.LogJSON {
 		fc.LogJSON = true
 	}

@@ -104,7 +104,7 @@ func Init(cfg InitConfig) error {
 		}
 	}
 	d := cfg.Dir
-	for _, name := range []string{fileCACert, fileCAKey, fileAuditKey, fileAuditPub, fileMeta, dirDB} {
+	for _, name := range []string{fileCACert, fileCAKey, fileAuditKey, fileAuditPub, fileJWTKey, fileMeta, dirDB} {
 		if _, err := os.Stat(d.path(name)); err == nil {
 			return fmt.Errorf("jitd: init: %s already exists; init never overwrites a data directory", d.path(name))
 		}
@@ -127,6 +127,9 @@ func Init(cfg InitConfig) error {
 		return fmt.Errorf("jitd: init: %w", err)
 	}
 	if err := os.WriteFile(d.path(fileAuditPub), []byte(vkey+"\n"), 0o644); err != nil {
+		return fmt.Errorf("jitd: init: %w", err)
+	}
+	if _, _, err := d.jwtSigner(td, cfg.Clock); err != nil {
 		return fmt.Errorf("jitd: init: %w", err)
 	}
 	if _, err := os.Stat(d.path(filePolicy)); errors.Is(err, fs.ErrNotExist) {

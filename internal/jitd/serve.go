@@ -13,6 +13,8 @@ import (
 	"github.com/jitgrant/jitgrant/audit"
 	"github.com/jitgrant/jitgrant/internal/kv"
 	"github.com/jitgrant/jitgrant/issuer"
+	"github.com/jitgrant/jitgrant/issuer/attest"
+	"github.com/jitgrant/jitgrant/issuer/wlapi"
 	"github.com/jitgrant/jitgrant/policy"
 	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
 	"github.com/jitgrant/jitgrant/verifier"
@@ -52,6 +54,11 @@ type ServeConfig struct {
 	Logger *slog.Logger
 	// AsyncWrites turns off fsync on commit (benchmarks of the rest only).
 	AsyncWrites bool
+	// WorkloadSocket is the path of the SPIFFE Workload API's Unix socket;
+	// "" serves none.
+	WorkloadSocket string
+	// Entries are the registration entries of the Workload API.
+	Entries []attest.EntryConfig
 }
 
 // Server is a running jitd.
@@ -64,6 +71,8 @@ type Server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	watcher  *policy.Watcher
+	wl       *wlapi.Server
+	wlLis    net.Listener
 	lis      net.Listener
 	http     *http.Server
 	httpLis  net.Listener
@@ -139,6 +148,11 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
 	}
+	if cfg.WorkloadSocket != "" {
+		if err := s.startWorkloadAPI(ctx, c, td, store); err != nil {
+			return nil, err
+		}
+	}
 	svids := newRotatingSVID(c, s.id, 24*time.Hour, cfg.Clock)
 	v, err := verifier.New(verifier.Config{
 		SVIDSource: svids, BundleSource: c.Bundle(), PublicMethods: issuer.PublicMethods(),
@@ -178,7 +192,7 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(pb.Issuer_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	cfg.Logger.Info("jitd: serving", "trust_domain", td.Name(), "api", s.lis.Addr().String(),
-		"metrics", cfg.MetricsListen, "policy", cfg.PolicyPath, "id", s.id.String())
+		"metrics", cfg.MetricsListen, "policy", cfg.PolicyPath, "id", s.id.String(), "workload_socket", cfg.WorkloadSocket)
 	return s, nil
 }
 
@@ -267,6 +281,9 @@ func (s *Server) Stop() error {
 		}
 		if s.issuer != nil {
 			s.issuer.Close() // ends watch streams, so GracefulStop need not wait for them
+		}
+		if s.wl != nil {
+			s.wl.GracefulStop() // ends its streams and removes the socket
 		}
 		if s.grpc != nil {
 			done := make(chan struct{})
