@@ -124,10 +124,13 @@ func (s *BadgerStore) List(_ context.Context, q Query) ([]*Request, string, erro
 	if q.Limit < 1 {
 		q.Limit = 1
 	}
-	// Walk the most selective index, newest first.
+	// Walk the most selective index, newest first: a live state holds few
+	// requests, a requester's history grows without bound.
 	var prefix []byte
 	idOf := func(key []byte) string { return string(key[len(prefix):]) }
 	switch {
+	case len(q.States) == 1 && (q.States[0] == StatePending || q.States[0] == StateApproved || q.States[0] == StateIssued):
+		prefix = []byte("i/s/" + string(q.States[0]) + "/")
 	case q.Requester != "":
 		prefix = []byte("i/u/" + q.Requester + "\x00")
 	case len(q.States) == 1:

@@ -1,10 +1,15 @@
 package verifier
 
 import (
+	"context"
+	"fmt"
+
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffegrpc/grpccredentials"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 )
 
@@ -30,4 +35,22 @@ func PickHint(hint string) func([]*x509svid.SVID) *x509svid.SVID {
 // and whose ID server authorizes (for example tlsconfig.AuthorizeID).
 func ClientCredentials(svid x509svid.Source, bundles x509bundle.Source, server tlsconfig.Authorizer) credentials.TransportCredentials {
 	return grpccredentials.MTLSClientCredentials(svid, bundles, server)
+}
+
+// WorkloadDialOptions returns the dial options with which a workload calls a
+// protected service with one of its grants: an X509Source on the SPIFFE
+// Workload API (SPIFFE_ENDPOINT_SOCKET, or the address in opts) that picks
+// the SVID whose hint is the grant ID, and client credentials that present
+// it and accept only a server that server authorizes. The source follows
+// the stream, so a renewed grant SVID is used for new connections as soon
+// as it arrives, and once the grant is gone no certificate is presented.
+// Close the returned source when done.
+func WorkloadDialOptions(ctx context.Context, grantID string, server tlsconfig.Authorizer, opts ...workloadapi.X509SourceOption) ([]grpc.DialOption, *workloadapi.X509Source, error) {
+	opts = append(opts, workloadapi.WithDefaultX509SVIDPicker(PickHint(grantID)))
+	source, err := workloadapi.NewX509Source(ctx, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("verifier: workload API: %w", err)
+	}
+	creds := ClientCredentials(source, source, server)
+	return []grpc.DialOption{grpc.WithTransportCredentials(creds)}, source, nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jitgrant/jitgrant/internal/jitd"
+	"github.com/jitgrant/jitgrant/issuer/attest"
 	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
 	"github.com/jitgrant/jitgrant/verifier"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -37,6 +38,7 @@ type config struct {
 	async       bool
 	verifiers   int
 	revocations int
+	grants      int
 }
 
 const benchPolicy = `version: 1
@@ -47,6 +49,13 @@ permissions:
   revoke_any: [ops]
   watch_revocations: ["spiffe://bench.test/service/*"]
 rules:
+  - name: push
+    requesters: ["spiffe://bench.test/workload/bench"]
+    scopes:
+      - method: /bench.v1.Target/*
+    max_ttl: 10m
+    approvals:
+      - {count: 1, from: [ops]}
   - name: bench
     requesters: ["spiffe://bench.test/bench/*"]
     scopes:
@@ -70,8 +79,10 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	case "revoke":
 		ids = []string{"spiffe://bench.test/bench/c0", "spiffe://bench.test/person/ops", "spiffe://bench.test/service/ledger"}
+	case "push":
+		ids = []string{"spiffe://bench.test/person/ops"}
 	default:
-		return fmt.Errorf("unknown --scenario %q (want cycle or revoke)", cfg.scenario)
+		return fmt.Errorf("unknown --scenario %q (want cycle, revoke or push)", cfg.scenario)
 	}
 	dir, err := os.MkdirTemp("", "jitbench-")
 	if err != nil {
@@ -93,10 +104,15 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 		clients[i] = &client{id: spiffeid.RequireFromString(id), dir: idDir}
 	}
-	srv, err := jitd.Start(ctx, jitd.ServeConfig{
+	serve := jitd.ServeConfig{
 		Dir: data, Listen: "127.0.0.1:0", AsyncWrites: cfg.async,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if cfg.scenario == "push" {
+		serve.WorkloadSocket = filepath.Join(dir, "workload.sock")
+		serve.Entries = []attest.EntryConfig{{ID: "spiffe://bench.test/workload/bench", Selectors: []string{fmt.Sprintf("unix:uid:%d", os.Getuid())}, TTL: "1h"}}
+	}
+	srv, err := jitd.Start(ctx, serve)
 	if err != nil {
 		return err
 	}
@@ -107,8 +123,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 		defer c.cc.Close()
 	}
-	if cfg.scenario == "revoke" {
+	switch cfg.scenario {
+	case "revoke":
 		return measureRevoke(ctx, cfg, clients[0], clients[1], clients[2], out)
+	case "push":
+		return measurePush(ctx, cfg, srv, clients[0], out)
 	}
 	return measure(ctx, cfg, clients, out)
 }

@@ -7,6 +7,10 @@
 //	-scenario revoke: verifiers follow the revocation feed; for each of M
 //	                  grants, the time from RevokeGrant returning until every
 //	                  verifier refuses the grant; prints p50/p99.
+//	-scenario push:   a workload (this process, attested by its uid) holds a
+//	                  SPIFFE Workload API stream; for each of M grants, the
+//	                  time from ApproveRequest returning to the approver until
+//	                  the grant SVID arrives on the stream; prints p50/p99.
 package main
 
 import (
@@ -23,9 +27,10 @@ func main() {
 	flag.IntVar(&cfg.clients, "clients", 32, "concurrent clients")
 	flag.DurationVar(&cfg.duration, "duration", 10*1e9, "how long to run")
 	flag.DurationVar(&cfg.warmup, "warmup", 2*1e9, "warm-up before measuring")
-	flag.StringVar(&cfg.scenario, "scenario", "cycle", "what to measure: cycle (CreateRequest -> ISSUED -> FetchGrant) or revoke (RevokeGrant returns -> every verifier refuses)")
+	flag.StringVar(&cfg.scenario, "scenario", "cycle", "what to measure: cycle (CreateRequest -> ISSUED -> FetchGrant), revoke (RevokeGrant returns -> every verifier refuses) or push (ApproveRequest returns -> grant SVID on the workload's stream)")
 	flag.IntVar(&cfg.verifiers, "verifiers", 10, "revoke: verifiers following the revocation feed")
 	flag.IntVar(&cfg.revocations, "revocations", 1000, "revoke: revocations to measure")
+	flag.IntVar(&cfg.grants, "grants", 10000, "push: grants to measure")
 	flag.BoolVar(&cfg.async, "async-writes", false, "turn off fsync in the temporary jitd (not durable; for comparison only)")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address while running")
 	flag.Parse()
