@@ -55,6 +55,7 @@ type Issuer struct {
 	cfg     Config
 	hub     *hub
 	revs    *revocations
+	issued  *issuedIndex
 	metrics *metrics
 	done    chan struct{} // closed by Close: streams end
 	close   sync.Once
@@ -87,9 +88,12 @@ func New(cfg Config) (*Issuer, error) {
 	if cfg.MaxStartDelay <= 0 {
 		cfg.MaxStartDelay = 7 * 24 * time.Hour
 	}
-	is := &Issuer{cfg: cfg, hub: newHub(), revs: newRevocations(), metrics: newMetrics(), done: make(chan struct{})}
+	is := &Issuer{cfg: cfg, hub: newHub(), revs: newRevocations(), issued: newIssuedIndex(), metrics: newMetrics(), done: make(chan struct{})}
 	if err := is.loadRevocations(context.Background()); err != nil {
 		return nil, fmt.Errorf("issuer: loading revocations: %w", err)
+	}
+	if err := is.loadIssued(context.Background()); err != nil {
+		return nil, fmt.Errorf("issuer: loading issued grants: %w", err)
 	}
 	return is, nil
 }
@@ -157,6 +161,7 @@ var errSkip = errors.New("issuer: nothing to do")
 
 // committed tells watchers, metrics and notifications about a change.
 func (is *Issuer) committed(r *Request, action audit.Action) {
+	is.issued.update(r)
 	is.hub.publish(r)
 	is.metrics.observe(r, action)
 	if is.cfg.OnChange != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -13,27 +15,13 @@ import (
 // oldest first (by creation time, then ID), so that the order is the same on
 // every call. It is what the SPIFFE Workload API server hands out after the
 // workload's identity SVID. Grants the sweeper has not yet marked
-// EXPIRED are left out once their end has passed.
-func (is *Issuer) ActiveGrants(ctx context.Context, id spiffeid.ID) ([]*Request, error) {
+// EXPIRED are left out once their end has passed. It answers from the
+// issuer's in-memory index of issued grants, not from the store: a
+// workload's request history, and the deleted index keys Badger keeps until
+// compaction, would make every push cost more than the last.
+func (is *Issuer) ActiveGrants(_ context.Context, id spiffeid.ID) ([]*Request, error) {
 	now := is.now()
-	q := Query{States: []State{StateIssued}, Requester: id.String(), Limit: MaxPageSize}
-	var out []*Request
-	for {
-		page, next, err := is.cfg.Store.List(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range page {
-			if r.State == StateIssued && now.Before(r.NotAfter) {
-				out = append(out, r)
-			}
-		}
-		if next == "" {
-			break
-		}
-		q.Before = next
-	}
-	// List returns newest first; the order must not change between calls.
+	out := is.issued.of(id.String(), now)
 	slices.SortFunc(out, func(a, b *Request) int {
 		if c := a.CreateTime.Compare(b.CreateTime); c != 0 {
 			return c
@@ -41,6 +29,67 @@ func (is *Issuer) ActiveGrants(ctx context.Context, id spiffeid.ID) ([]*Request,
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out, nil
+}
+
+// issuedIndex holds the issued grants by requester, kept current by every
+// committed change and loaded from the store at start.
+type issuedIndex struct {
+	mu    sync.RWMutex
+	byReq map[string]map[string]*Request
+}
+
+func newIssuedIndex() *issuedIndex { return &issuedIndex{byReq: make(map[string]map[string]*Request)} }
+
+// update records r's state after a committed change.
+func (x *issuedIndex) update(r *Request) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	m := x.byReq[r.Requester]
+	if r.State == StateIssued {
+		if m == nil {
+			m = make(map[string]*Request)
+			x.byReq[r.Requester] = m
+		}
+		m[r.ID] = r
+		return
+	}
+	if m != nil {
+		delete(m, r.ID)
+		if len(m) == 0 {
+			delete(x.byReq, r.Requester)
+		}
+	}
+}
+
+// of returns requester's issued grants that end after now.
+func (x *issuedIndex) of(requester string, now time.Time) []*Request {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var out []*Request
+	for _, r := range x.byReq[requester] {
+		if now.Before(r.NotAfter) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// loadIssued fills the index from the store at start.
+func (is *Issuer) loadIssued(ctx context.Context) error {
+	before := ""
+	for {
+		page, next, err := is.cfg.Store.List(ctx, Query{States: []State{StateIssued}, Before: before, Limit: MaxPageSize})
+		if err != nil {
+			return err
+		}
+		for _, r := range page {
+			is.issued.update(r)
+		}
+		if next == "" {
+			return nil
+		}
+		before = next
+	}
 }
 
 // Changes subscribes to every committed change of any request and returns
