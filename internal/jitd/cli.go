@@ -211,6 +211,17 @@ func mergeConfigFile(cmd *cobra.Command, path string, fc *fileConfig) error {
 	if err := dec.Decode(&fromFile); err != nil && err != io.EOF {
 		return fmt.Errorf("jitd: --config %s: %w", path, err)
 	}
+	// An empty metrics_listen in the file turns the endpoint off, as an
+	// empty --metrics-listen does.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("jitd: --config %s: %w", path, err)
+	}
+	var keys map[string]any
+	if err := yaml.NewDecoder(f).Decode(&keys); err == nil {
+		if v, ok := keys["metrics_listen"]; ok && (v == nil || v == "") && !cmd.Flags().Changed("metrics-listen") {
+			fc.MetricsListen = ""
+		}
+	}
 	set := func(flag string, dst *string, v string) {
 		if !cmd.Flags().Changed(flag) && v != "" {
 			*dst = v
