@@ -126,7 +126,9 @@ func measurePush(ctx context.Context, cfg config, srv *jitd.Server, ops *client,
 		}
 	}
 	slices.Sort(lat)
-	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(time.Microsecond) }
+	pct := func(p float64) time.Duration {
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(time.Microsecond)
+	}
 	fmt.Fprintf(out, "scenario=push grants=%d\n", len(lat))
 	fmt.Fprintf(out, "ApproveRequest returned -> grant SVID on the workload's stream: p50=%s p99=%s max=%s\n",
 		pct(0.50), pct(0.99), lat[len(lat)-1].Round(time.Microsecond))
