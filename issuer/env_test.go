@@ -208,3 +208,19 @@ func isErr(err, target error) bool { return errors.Is(err, target) }
 func refundRecord() audit.Record {
 	return audit.Record{Actor: jitdID.String(), Action: audit.ActionRequestDenied, Subject: "x"}
 }
+
+// newRealClockIssuer returns an issuer over e's store on the real clock,
+// with a CA of its own made at the real time.
+func newRealClockIssuer(t *testing.T, e *env) *issuer.Issuer {
+	t.Helper()
+	c, err := ca.Generate(ca.Config{TrustDomain: td})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := issuer.New(issuer.Config{CA: c, Store: e.store, Policies: e.policies, ID: jitdID, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(is.Close)
+	return is
+}

@@ -167,6 +167,30 @@ func (is *Issuer) committed(r *Request, action audit.Action) {
 	if is.cfg.OnChange != nil {
 		is.cfg.OnChange(r, action)
 	}
+	if r.State == StateApproved {
+		is.issueAtStart(r)
+	}
+}
+
+// issueAtStart issues an approved, scheduled request when its start comes,
+// without waiting for the sweeper's next pass (which still catches it if
+// this wake-up is lost, for instance across a restart). The timer runs on
+// real time; issueIfDue decides by the issuer's clock.
+func (is *Issuer) issueAtStart(r *Request) {
+	wait := r.StartTime.Sub(is.now())
+	if wait <= 0 {
+		return // due now: the caller issues it
+	}
+	time.AfterFunc(wait, func() {
+		select {
+		case <-is.done:
+			return
+		default:
+		}
+		if _, err := is.issueIfDue(context.Background(), r); err != nil {
+			is.cfg.Logger.Error("issuer: issuing at the scheduled start", "request", r.ID, "error", err)
+		}
+	})
 }
 
 // record builds an audit record for an action on a request.

@@ -326,3 +326,26 @@ func TestPolicyChangeFailsClosed(t *testing.T) {
 		t.Errorf("state %s, want PENDING", s)
 	}
 }
+
+// TestScheduledStartWithoutSweep shows that a scheduled grant is issued at
+// its start by the issuer's own timer, not only by the sweeper's next pass.
+func TestScheduledStartWithoutSweep(t *testing.T) {
+	e := newEnv(t)
+	// The timer runs on real time; the issuer's clock must agree.
+	e.is = newRealClockIssuer(t, e)
+	in := refund(t, dev)
+	in.Start = time.Now().Add(300 * time.Millisecond)
+	r := e.create(dev, in)
+	for _, who := range []spiffeid.ID{alice, bob} {
+		if _, err := e.review(who, r.ID, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for e.get(r.ID).State != issuer.StateIssued {
+		if time.Now().After(deadline) {
+			t.Fatalf("scheduled grant still %s without a sweep", e.get(r.ID).State)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
