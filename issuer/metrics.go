@@ -9,6 +9,7 @@ import (
 
 // metrics are the issuer's counters, exposed by Issuer.Collector.
 type metrics struct {
+	activeDesc     *prometheus.Desc
 	countsDesc     *prometheus.Desc
 	watchersDesc   *prometheus.Desc
 	actions        *prometheus.CounterVec
@@ -23,6 +24,8 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	return &metrics{
+		activeDesc: prometheus.NewDesc("jitgrant_issuer_active_grants",
+			"Grants issued and not yet expired or revoked.", nil, nil),
 		countsDesc: prometheus.NewDesc("jitgrant_issuer_events_total",
 			"Issuer events: grants issued and revoked, requests refused by policy, break-glass grants, reviews refused.",
 			[]string{"event"}, nil),
@@ -62,6 +65,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	c.metrics.actions.Describe(ch)
 	c.metrics.mintSeconds.Describe(ch)
 	c.metrics.decideSeconds.Describe(ch)
+	ch <- c.metrics.activeDesc
 	ch <- c.metrics.countsDesc
 	ch <- c.metrics.watchersDesc
 }
@@ -77,6 +81,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(m.countsDesc, prometheus.CounterValue, float64(v.Load()), name)
 	}
+	ch <- prometheus.MustNewConstMetric(m.activeDesc, prometheus.GaugeValue, float64(c.issued.count()))
 	ch <- prometheus.MustNewConstMetric(m.watchersDesc, prometheus.GaugeValue, float64(c.hub.count()), "requests")
 	ch <- prometheus.MustNewConstMetric(m.watchersDesc, prometheus.GaugeValue, float64(c.revs.followers()), "revocations")
 }

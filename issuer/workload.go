@@ -61,6 +61,17 @@ func (x *issuedIndex) update(r *Request) {
 	}
 }
 
+// count returns the number of issued grants.
+func (x *issuedIndex) count() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	n := 0
+	for _, m := range x.byReq {
+		n += len(m)
+	}
+	return n
+}
+
 // of returns requester's issued grants that end after now.
 func (x *issuedIndex) of(requester string, now time.Time) []*Request {
 	x.mu.RLock()

@@ -3,9 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,7 +66,7 @@ func TestJitdWorkloadAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newEnv(t, func(c *jitd.ServeConfig) {
-		c.PolicyPath, c.WorkloadSocket = policyPath, sock
+		c.PolicyPath, c.WorkloadSocket, c.MetricsListen = policyPath, sock, "127.0.0.1:0"
 		c.Entries = []attest.EntryConfig{{ID: "spiffe://example.org/workload/test", Selectors: []string{fmt.Sprintf("unix:uid:%d", os.Getuid())}, TTL: "1h"}}
 		c.Clock = time.Now // the Workload API's certificates meet go-spiffe's real-time checks
 	})
@@ -139,6 +143,33 @@ func TestJitdWorkloadAPI(t *testing.T) {
 		t.Fatalf("ledger call with the grant from the Workload API: %q, %v", got, err)
 	}
 
+	// The metrics show the flow so far: one active grant, an open stream.
+	body := scrape(t, "http://"+e.srv.MetricsAddr()+"/metrics")
+	for _, m := range []struct {
+		name, labels string
+		atLeast      float64
+	}{
+		{"jitgrant_issuer_active_grants", "", 1},
+		{"jitgrant_workload_api_streams", `method="/SpiffeWorkloadAPI/FetchX509SVID"`, 1},
+		{"jitgrant_issuer_request_changes_total", `action="grant.issued"`, 1},
+		{"jitgrant_issuer_events_total", `event="issued"`, 1},
+		{"jitgrant_issuer_mint_seconds_count", "", 0},
+		{"jitgrant_issuer_request_decision_seconds_count", "", 1},
+		{"jitgrant_issuer_watchers", `stream="revocations"`, 0},
+		{"jitgrant_audit_append_latency_seconds_count", "", 3},
+		{"jitgrant_audit_checkpoint_age_seconds", "", 0},
+		{"jitgrant_policy_loads_total", `result="ok"`, 0},
+		{"jitgrant_verifier_decisions_total", `reason="public_method"`, 1},
+	} {
+		v, ok := metric(body, m.name, m.labels)
+		if !ok || v < m.atLeast {
+			t.Errorf("metric %s{%s} = %v (found %v), want at least %v", m.name, m.labels, v, ok, m.atLeast)
+		}
+	}
+	if resp, err := http.Get("http://" + e.srv.MetricsAddr() + "/readyz"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("/readyz: %v %v", resp, err)
+	}
+
 	// The holder revokes it: it leaves the open stream.
 	if _, err := api.RevokeGrant(ctx, &pb.RevokeGrantRequest{Id: id, AckTimeout: durationpb.New(0)}); err != nil {
 		t.Fatal(err)
@@ -157,4 +188,35 @@ func TestJitdWorkloadAPI(t *testing.T) {
 	if !found {
 		t.Error("the registration entries were not audited")
 	}
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(b)
+}
+
+// metric returns the value of the first sample of name whose labels contain
+// labels, from a Prometheus text exposition.
+func metric(body, name, labels string) (float64, bool) {
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		if labels != "" && !strings.Contains(line, labels) {
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		return v, err == nil
+	}
+	return 0, false
 }

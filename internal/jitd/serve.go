@@ -173,6 +173,9 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		v.Collector(), s.issuer.Collector(), audit.NewCollector(s.log), policyMetrics)
+	if s.wl != nil {
+		reg.MustRegister(s.wl.Collector())
+	}
 	if cfg.MetricsListen != "" {
 		if s.httpLis, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
 			return nil, fmt.Errorf("jitd: metrics listener: %w", err)

@@ -65,6 +65,7 @@ type Server struct {
 	jwks   []byte // the JWT bundle as a JWK Set
 	jwtb   *jwtbundle.Bundle
 	cache  *cache
+	open   *openStreams
 
 	mu   sync.Mutex
 	wake chan struct{} // closed and replaced by Refresh
@@ -106,7 +107,8 @@ func New(cfg Config) (*Server, error) {
 	for _, c := range cfg.CA.Bundle().X509Authorities() {
 		s.bundle = append(s.bundle, c.Raw...)
 	}
-	s.grpc = grpc.NewServer(grpc.Creds(attest.Credentials()))
+	s.open = newOpenStreams()
+	s.grpc = grpc.NewServer(grpc.Creds(attest.Credentials()), grpc.StreamInterceptor(s.open.count))
 	workload.RegisterSpiffeWorkloadAPIServer(s.grpc, s)
 	return s, nil
 }
