@@ -188,7 +188,7 @@ func (is *Issuer) Revoke(ctx context.Context, caller spiffeid.ID, id, reason str
 		return nil, err
 	}
 	is.metrics.revoked.Add(1)
-	w := is.revs.add(Revocation{GrantID: r.ID, NotAfter: r.grantEnd()})
+	w := is.revs.add(Revocation{GrantID: r.ID, NotAfter: r.grantEnd()}, true)
 	res := &RevokeResult{Request: r}
 	res.Following, res.Acknowledged = is.revs.wait(ctx, r.ID, w, ackWait)
 	return res, nil

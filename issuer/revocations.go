@@ -43,8 +43,9 @@ func newRevocations() *revocations {
 
 // add records a revocation and hands it to every follower; a follower whose
 // buffer is full is dropped (its channel closed) and must reconnect, which
-// gives it a full snapshot. It returns the acknowledgements to wait for.
-func (rv *revocations) add(r Revocation) *ackWait {
+// gives it a full snapshot. When track is set it returns the
+// acknowledgements to wait for (the caller must then call wait).
+func (rv *revocations) add(r Revocation, track bool) *ackWait {
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
 	rv.set[r.GrantID] = r.NotAfter
@@ -62,7 +63,7 @@ func (rv *revocations) add(r Revocation) *ackWait {
 			close(ch)
 		}
 	}
-	if len(w.want) == 0 {
+	if len(w.want) == 0 || !track {
 		close(w.done)
 	} else {
 		rv.acks[r.GrantID] = w
@@ -154,7 +155,7 @@ func (is *Issuer) loadRevocations(ctx context.Context) error {
 		}
 		for _, r := range page {
 			if na := r.grantEnd(); now.Before(na) {
-				is.revs.add(Revocation{GrantID: r.ID, NotAfter: na})
+				is.revs.add(Revocation{GrantID: r.ID, NotAfter: na}, false)
 			}
 		}
 		if next == "" {
@@ -285,7 +286,7 @@ func (is *Issuer) ReportUse(ctx context.Context, caller spiffeid.ID, id string, 
 	}
 	if exhaustedNow {
 		is.metrics.revoked.Add(1)
-		is.revs.add(Revocation{GrantID: r.ID, NotAfter: r.grantEnd()})
+		is.revs.add(Revocation{GrantID: r.ID, NotAfter: r.grantEnd()}, false)
 	}
 	return rep, nil
 }
