@@ -11,6 +11,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/jitgrant/jitgrant/internal/safefile"
+
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -52,27 +54,12 @@ func PublicKey(skey string) (string, error) {
 
 // WritePrivateKey writes skey to a new file at path with mode 0600. It
 // refuses to overwrite an existing file.
-func WritePrivateKey(path, skey string) (err error) {
+func WritePrivateKey(path, skey string) error {
 	if _, err := note.NewSigner(skey); err != nil {
 		return fmt.Errorf("audit: write private key %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := safefile.WriteNew(path, []byte(skey+"\n"), 0o600); err != nil {
 		return fmt.Errorf("audit: write private key: %w", err)
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("audit: write private key %s: %w", path, cerr)
-		}
-		if err != nil {
-			os.Remove(path)
-		}
-	}()
-	if _, err := f.WriteString(skey + "\n"); err != nil {
-		return fmt.Errorf("audit: write private key %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("audit: write private key %s: %w", path, err)
 	}
 	return nil
 }

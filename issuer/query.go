@@ -24,18 +24,26 @@ type ListInput struct {
 	PageToken        string
 }
 
-// visible reports whether caller may see r: its requester, an approver
-// eligible for its rule, or a holder of list_all.
-func visible(p *policy.Policy, caller spiffeid.ID, r *Request) bool {
-	if r.Requester == caller.String() || p.Allowed(policy.ListAll, caller) {
-		return true
-	}
+// involved reports whether caller is r's requester, holds perm, or is an
+// approver eligible for r's rule: who may see a request (list_all) and who
+// may revoke its grant (revoke_any).
+func involved(p *policy.Policy, caller spiffeid.ID, r *Request, perm policy.Permission) bool {
+	return r.Requester == caller.String() || p.Allowed(perm, caller) || eligible(p, caller, r)
+}
+
+// eligible reports whether caller may review r under its rule.
+func eligible(p *policy.Policy, caller spiffeid.ID, r *Request) bool {
 	requester, err := spiffeid.FromString(r.Requester)
 	if err != nil {
 		return false
 	}
 	ok, _ := p.EligibleApprover(r.Rule, requester, caller)
 	return ok
+}
+
+// visible reports whether caller may see r.
+func visible(p *policy.Policy, caller spiffeid.ID, r *Request) bool {
+	return involved(p, caller, r, policy.ListAll)
 }
 
 // awaiting reports whether r waits for caller's review.
@@ -46,12 +54,7 @@ func awaiting(p *policy.Policy, caller spiffeid.ID, r *Request) bool {
 	if slices.ContainsFunc(r.Reviews, func(rv Review) bool { return rv.Approver == caller.String() }) {
 		return false
 	}
-	requester, err := spiffeid.FromString(r.Requester)
-	if err != nil {
-		return false
-	}
-	ok, _ := p.EligibleApprover(r.Rule, requester, caller)
-	return ok
+	return eligible(p, caller, r)
 }
 
 // Get returns one request that caller may see.

@@ -168,7 +168,7 @@ func (is *Issuer) Revoke(ctx context.Context, caller spiffeid.ID, id, reason str
 		return nil, err
 	}
 	r, err := is.change(ctx, id, func(r *Request) (audit.Record, error) {
-		if !is.mayRevoke(p, caller, r) {
+		if !involved(p, caller, r, policy.RevokeAny) {
 			return audit.Record{}, fmt.Errorf("%w: revoking request %s needs the %s permission, or to be its holder or an approver of rule %q", ErrPermission, id, policy.RevokeAny, r.Rule)
 		}
 		if r.State != StateIssued && r.State != StateApproved {
@@ -192,16 +192,4 @@ func (is *Issuer) Revoke(ctx context.Context, caller spiffeid.ID, id, reason str
 	res := &RevokeResult{Request: r}
 	res.Following, res.Acknowledged = is.revs.wait(ctx, r.ID, w, ackWait)
 	return res, nil
-}
-
-func (is *Issuer) mayRevoke(p *policy.Policy, caller spiffeid.ID, r *Request) bool {
-	if r.Requester == caller.String() || p.Allowed(policy.RevokeAny, caller) {
-		return true
-	}
-	requester, err := spiffeid.FromString(r.Requester)
-	if err != nil {
-		return false
-	}
-	ok, _ := p.EligibleApprover(r.Rule, requester, caller)
-	return ok
 }

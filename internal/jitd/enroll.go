@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jitgrant/jitgrant/internal/safefile"
+
 	"github.com/jitgrant/jitgrant/audit"
 	"github.com/jitgrant/jitgrant/internal/kv"
 	"github.com/jitgrant/jitgrant/issuer/ca"
@@ -130,23 +132,12 @@ func pemCerts(certs []*x509.Certificate) []*pem.Block {
 	return out
 }
 
-// writePEM writes blocks to a new file with perm; it never overwrites.
+// writePEM writes blocks to a new file with perm; it never overwrites nor
+// leaves a partial file.
 func writePEM(path string, perm os.FileMode, blocks []*pem.Block) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
+	var buf []byte
 	for _, b := range blocks {
-		if err := pem.Encode(f, b); err != nil {
-			f.Close()
-			os.Remove(path)
-			return err
-		}
+		buf = append(buf, pem.EncodeToMemory(b)...)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	return f.Close()
+	return safefile.WriteNew(path, buf, perm)
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/jitgrant/jitgrant/internal/safefile"
+
 	"go.step.sm/crypto/pemutil"
 )
 
@@ -164,59 +166,11 @@ func (c *CA) WriteFiles(certPath, keyPath string, passphrase []byte) error {
 	return nil
 }
 
-// writeNew creates path holding data with mode perm, failing if path
-// exists. The data goes to a temporary file in the same directory first, so
-// path never holds a partial write.
+// writeNew creates path with data and perm; it never overwrites nor leaves
+// a partial file.
 func writeNew(path string, data []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("ca: writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := writeSync(f, data, perm); err != nil {
-		return fmt.Errorf("ca: writing %s: %w", path, err)
-	}
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("ca: writing %s: %w", path, err)
-		}
-		// No hard links on this file system: create path exclusively and
-		// remove it again if the write fails.
-		return writeExclusive(path, data, perm)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // best effort: some file systems refuse to sync a directory
-		_ = d.Close()
-	}
-	return nil
-}
-
-func writeExclusive(path string, data []byte, perm fs.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return fmt.Errorf("ca: writing %s: %w", path, err)
-	}
-	if err := writeSync(f, data, perm); err != nil {
-		_ = os.Remove(path)
+	if err := safefile.WriteNew(path, data, perm); err != nil {
 		return fmt.Errorf("ca: writing %s: %w", path, err)
 	}
 	return nil
-}
-
-// writeSync sets f's mode (regardless of umask), writes data, syncs and
-// closes f.
-func writeSync(f *os.File, data []byte, perm fs.FileMode) error {
-	err := f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

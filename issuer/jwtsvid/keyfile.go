@@ -1,11 +1,10 @@
 package jwtsvid
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/jitgrant/jitgrant/internal/safefile"
 )
 
 // LoadSignerFile is [LoadSigner] with the PEM read from path.
@@ -31,54 +30,8 @@ func (s *Signer) WriteKeyFile(path string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("jwtsvid: writing signing key %s: %w", path, fs.ErrExist)
-	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if err := safefile.WriteNew(path, keyPEM, 0o600); err != nil {
 		return fmt.Errorf("jwtsvid: writing signing key %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := writeSync(f, keyPEM); err != nil {
-		return fmt.Errorf("jwtsvid: writing signing key %s: %w", path, err)
-	}
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("jwtsvid: writing signing key %s: %w", path, err)
-		}
-		// No hard links on this file system: create path exclusively and
-		// remove it again if the write fails.
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return fmt.Errorf("jwtsvid: writing signing key %s: %w", path, err)
-		}
-		if err := writeSync(f, keyPEM); err != nil {
-			_ = os.Remove(path)
-			return fmt.Errorf("jwtsvid: writing signing key %s: %w", path, err)
-		}
-		return nil
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // best effort: some file systems refuse to sync a directory
-		_ = d.Close()
 	}
 	return nil
-}
-
-// writeSync sets f's mode to 0600 (whatever the umask), writes data, syncs
-// and closes f.
-func writeSync(f *os.File, data []byte) error {
-	err := f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
