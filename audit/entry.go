@@ -40,6 +40,7 @@ const (
 	ActionEnrolled        Action = "identity.enrolled"
 	ActionAuditExported   Action = "audit.exported"
 	ActionEntriesLoaded   Action = "workload.entries_loaded"
+	ActionWebhookFailed   Action = "notify.webhook_failed"
 	// ActionCheckpoint entries are written by the log itself: see Config.CheckpointEvery.
 	ActionCheckpoint Action = "audit.checkpoint"
 )
@@ -48,7 +49,7 @@ var actions = []Action{
 	ActionRequestCreated, ActionRequestApproved, ActionRequestDenied, ActionRequestCanceled,
 	ActionRequestTimedOut, ActionBreakGlass, ActionGrantIssued, ActionGrantFetched,
 	ActionGrantRevoked, ActionGrantUsed, ActionGrantExpired, ActionPolicyLoaded,
-	ActionEnrolled, ActionAuditExported, ActionEntriesLoaded, ActionCheckpoint,
+	ActionEnrolled, ActionAuditExported, ActionEntriesLoaded, ActionWebhookFailed, ActionCheckpoint,
 }
 
 // Actions returns the closed set of actions, in a fixed order.
