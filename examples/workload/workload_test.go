@@ -142,19 +142,6 @@ func TestWorkloadRefund(t *testing.T) {
 	}
 }
 
-// TestParseScopes checks the --scope syntax, method@resource like jitctl.
-func TestParseScopes(t *testing.T) {
-	got, err := parseScopes([]string{"/bank.v1.Ledger/Refund@accounts/1", "/bank.v1.Ledger/Refund@accounts/2", "/bank.v1.Ledger/GetBalance"})
-	if err != nil || len(got) != 2 || len(got[0].Resources) != 2 || got[1].Method != "/bank.v1.Ledger/GetBalance" || len(got[1].Resources) != 0 {
-		t.Fatalf("parseScopes: %v, %v", got, err)
-	}
-	for _, bad := range [][]string{{"Refund"}, {"/bank.v1.Ledger/Refund@"}, {"/bank.v1.Ledger/Refund", "/bank.v1.Ledger/Refund@accounts/1"}} {
-		if _, err := parseScopes(bad); err == nil {
-			t.Errorf("parseScopes(%q): no error", bad)
-		}
-	}
-}
-
 // syncBuffer is a bytes.Buffer safe for the ledger's concurrent logging.
 type syncBuffer struct {
 	mu sync.Mutex
