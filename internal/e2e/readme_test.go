@@ -28,9 +28,9 @@ func TestREADMEQuickstart(t *testing.T) {
 		t.Fatal(err)
 	}
 	section := string(readme)
-	start := strings.Index(section, "## Quickstart")
+	start := strings.Index(section, "## Setting up for real")
 	if start < 0 {
-		t.Fatal("README has no Quickstart section")
+		t.Fatal(`README has no "Setting up for real" section`)
 	}
 	section = section[start:]
 	if end := strings.Index(section[3:], "\n## "); end >= 0 {
