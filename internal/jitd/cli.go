@@ -14,6 +14,7 @@ import (
 
 	"github.com/jitgrant/jitgrant/internal/cli"
 	"github.com/jitgrant/jitgrant/issuer/attest"
+	"github.com/jitgrant/jitgrant/issuer/notify"
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 )
@@ -132,6 +133,7 @@ type fileConfig struct {
 	CAPassphraseFile string               `yaml:"ca_passphrase_file"`
 	WorkloadSocket   string               `yaml:"workload_socket"`
 	Entries          []attest.EntryConfig `yaml:"entries"`
+	Webhooks         []notify.Endpoint    `yaml:"webhooks"`
 }
 
 func serveCommand(stderr io.Writer) *cobra.Command {
@@ -164,7 +166,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 			s, err := Start(ctx, ServeConfig{
 				Dir: DataDir(fc.DataDir), Listen: fc.Listen, PolicyPath: fc.Policy,
 				MetricsListen: fc.MetricsListen, Passphrase: pass, MaxTTLCap: fc.MaxTTLCap, Logger: logger,
-				WorkloadSocket: fc.WorkloadSocket, Entries: fc.Entries,
+				WorkloadSocket: fc.WorkloadSocket, Entries: fc.Entries, Webhooks: fc.Webhooks,
 			})
 			if err != nil {
 				return err
@@ -185,7 +187,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "", "YAML configuration file (keys: data_dir, listen, policy, metrics_listen, log_json, max_ttl_cap, ca_passphrase_file, workload_socket, entries)")
+	f.StringVar(&configPath, "config", "", "YAML configuration file (keys: data_dir, listen, policy, metrics_listen, log_json, max_ttl_cap, ca_passphrase_file, workload_socket, entries, webhooks)")
 	f.StringVar(&fc.DataDir, "data-dir", "", "data directory made by jitd init")
 	f.StringVar(&fc.Listen, "listen", "127.0.0.1:8443", "issuer API address (mTLS)")
 	f.StringVar(&fc.Policy, "policy", "", "policy file (default <data-dir>/policy.yaml)")
@@ -234,6 +236,7 @@ func mergeConfigFile(cmd *cobra.Command, path string, fc *fileConfig) error {
 	set("ca-passphrase-file", &fc.CAPassphraseFile, fromFile.CAPassphraseFile)
 	set("workload-socket", &fc.WorkloadSocket, fromFile.WorkloadSocket)
 	fc.Entries = fromFile.Entries
+	fc.Webhooks = fromFile.Webhooks
 	if !cmd.Flags().Changed("log-json") && fromFile.LogJSON {
 		fc.LogJSON = true
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jitgrant/jitgrant/internal/kv"
 	"github.com/jitgrant/jitgrant/issuer"
 	"github.com/jitgrant/jitgrant/issuer/attest"
+	"github.com/jitgrant/jitgrant/issuer/notify"
 	"github.com/jitgrant/jitgrant/issuer/wlapi"
 	"github.com/jitgrant/jitgrant/policy"
 	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
@@ -59,6 +60,14 @@ type ServeConfig struct {
 	WorkloadSocket string
 	// Entries are the registration entries of the Workload API.
 	Entries []attest.EntryConfig
+	// Webhooks are the notification endpoints; none sends nothing.
+	Webhooks []notify.Endpoint
+	// WebhookClient, if set, sends the webhooks (tests). Default
+	// notify's own.
+	WebhookClient *http.Client
+	// WebhookBackoff, if set, is the delay before a webhook's first retry
+	// (tests). Default notify's.
+	WebhookBackoff time.Duration
 }
 
 // Server is a running jitd.
@@ -71,6 +80,7 @@ type Server struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	watcher  *policy.Watcher
+	notifier *notify.Notifier
 	wl       *wlapi.Server
 	wlLis    net.Listener
 	lis      net.Listener
@@ -142,8 +152,16 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 		return nil, err
 	}
 	s.watcher = watcher
+	s.notifier, err = notify.New(notify.Config{
+		Endpoints: cfg.Webhooks, Client: cfg.WebhookClient, Backoff: cfg.WebhookBackoff, Clock: cfg.Clock, Logger: cfg.Logger,
+		Audit: store.Audit, Actor: s.id.String(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jitd: webhooks: %w", err)
+	}
 	s.issuer, err = issuer.New(issuer.Config{
 		CA: c, Store: store, Policies: policies, ID: s.id, Clock: cfg.Clock, Logger: cfg.Logger,
+		OnChange: s.notifier.OnChange,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
@@ -172,7 +190,7 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		v.Collector(), s.issuer.Collector(), audit.NewCollector(s.log), policyMetrics)
+		v.Collector(), s.issuer.Collector(), audit.NewCollector(s.log), policyMetrics, s.notifier.Collector())
 	if s.wl != nil {
 		reg.MustRegister(s.wl.Collector())
 	}
@@ -300,6 +318,13 @@ func (s *Server) Stop() error {
 		if s.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = s.http.Shutdown(ctx)
+			cancel()
+		}
+		if s.notifier != nil {
+			// Deliveries still queued get a few seconds; what is given up
+			// on is audited while the log is still open.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = s.notifier.Close(ctx)
 			cancel()
 		}
 		if s.cancel != nil {
