@@ -1,13 +1,13 @@
 package verifier_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/jitgrant/jitgrant/internal/syncbuf"
 
 	"github.com/jitgrant/jitgrant/grant"
 	"github.com/jitgrant/jitgrant/internal/fakeclock"
@@ -62,24 +62,7 @@ type env struct {
 	clock *fakeclock.Clock
 	v     *verifier.Verifier
 	addr  string
-	logs  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs  *syncbuf.Buffer
 }
 
 func newCA(t testing.TB, domain spiffeid.TrustDomain, clock func() time.Time) *ca.CA {
@@ -98,7 +81,7 @@ func newEnv(t *testing.T, mutate func(*verifier.Config), extra ...grpc.ServerOpt
 	// The fake clock starts at the real time: the client side (go-spiffe's
 	// credentials) checks the server's certificate at the real time.
 	clock := fakeclock.New(time.Now())
-	e := &env{t: t, clock: clock, logs: &syncBuffer{}}
+	e := &env{t: t, clock: clock, logs: &syncbuf.Buffer{}}
 	e.ca = newCA(t, td, clock.Now)
 	cfg := verifier.Config{
 		SVIDSource:     e.mint(serverID, time.Hour, nil),

@@ -11,8 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/jitgrant/jitgrant/internal/syncbuf"
 
 	"github.com/jitgrant/jitgrant/examples/ledger/ledgerserver"
 	"github.com/jitgrant/jitgrant/examples/workload/access"
@@ -59,7 +60,7 @@ type demo struct {
 	jitd    *jitd.Server
 	ledger  *ledgerserver.Server
 	client  *access.Client
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	logger  *slog.Logger
 	closers []func()
 
@@ -75,7 +76,7 @@ func run(ctx context.Context, opts options) (err error) {
 	if opts.policy == nil {
 		opts.policy = samplePolicy
 	}
-	d := &demo{opts: opts, n: &narrator{out: opts.out, color: opts.color}, logs: &syncBuffer{}}
+	d := &demo{opts: opts, n: &narrator{out: opts.out, color: opts.color}, logs: &syncbuf.Buffer{}}
 	var logw io.Writer = d.logs
 	if opts.verbose {
 		logw = io.MultiWriter(d.logs, opts.logOut)
@@ -264,24 +265,6 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "")
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent loggers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // errUnexpected marks a step whose outcome differed from the narration.

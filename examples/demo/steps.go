@@ -112,18 +112,28 @@ func (d *demo) wantRefused(err error, whys ...string) error {
 	return fmt.Errorf("%w: the call failed with %v, want PermissionDenied: %s", errUnexpected, err, strings.Join(whys, " or "))
 }
 
-func (d *demo) balanceCheck(ctx context.Context) error {
+// autoBalance asks for an automatic balance-check grant and connects to
+// the ledger with it; the caller closes the connection.
+func (d *demo) autoBalance(ctx context.Context, ttl time.Duration, reason string, useLimit uint32) (*pb.AccessRequest, *access.GrantConn, error) {
 	req, err := d.request(ctx, access.Request{
-		Scopes: []*pb.Scope{{Method: bankv1.Ledger_GetBalance_FullMethodName}}, TTL: 2 * time.Minute,
-		Reason: "nightly reconciliation",
+		Scopes: []*pb.Scope{{Method: bankv1.Ledger_GetBalance_FullMethodName}}, TTL: ttl,
+		Reason: reason, UseLimit: useLimit,
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := wantState(req, pb.State_STATE_ISSUED); err != nil {
-		return err
+		return nil, nil, err
 	}
 	conn, err := d.connect(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	return req, conn, nil
+}
+
+func (d *demo) balanceCheck(ctx context.Context) error {
+	_, conn, err := d.autoBalance(ctx, 2*time.Minute, "nightly reconciliation", 0)
 	if err != nil {
 		return err
 	}
@@ -232,17 +242,7 @@ func (d *demo) revoked(ctx context.Context) error {
 }
 
 func (d *demo) oneShot(ctx context.Context) error {
-	req, err := d.request(ctx, access.Request{
-		Scopes: []*pb.Scope{{Method: bankv1.Ledger_GetBalance_FullMethodName}}, TTL: time.Minute,
-		Reason: "one look at a balance", UseLimit: 1,
-	})
-	if err != nil {
-		return err
-	}
-	if err := wantState(req, pb.State_STATE_ISSUED); err != nil {
-		return err
-	}
-	conn, err := d.connect(ctx, req)
+	_, conn, err := d.autoBalance(ctx, time.Minute, "one look at a balance", 1)
 	if err != nil {
 		return err
 	}
@@ -260,17 +260,7 @@ func (d *demo) oneShot(ctx context.Context) error {
 }
 
 func (d *demo) expired(ctx context.Context) error {
-	req, err := d.request(ctx, access.Request{
-		Scopes: []*pb.Scope{{Method: bankv1.Ledger_GetBalance_FullMethodName}}, TTL: 2 * time.Second,
-		Reason: "a very short look",
-	})
-	if err != nil {
-		return err
-	}
-	if err := wantState(req, pb.State_STATE_ISSUED); err != nil {
-		return err
-	}
-	conn, err := d.connect(ctx, req)
+	req, conn, err := d.autoBalance(ctx, 2*time.Second, "a very short look", 0)
 	if err != nil {
 		return err
 	}

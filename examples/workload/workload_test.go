@@ -9,9 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/jitgrant/jitgrant/internal/syncbuf"
 
 	"github.com/jitgrant/jitgrant/examples/ledger/ledgerserver"
 	"github.com/jitgrant/jitgrant/internal/jitd"
@@ -55,7 +56,7 @@ func TestWorkloadRefund(t *testing.T) {
 	if err := os.WriteFile(policyPath, []byte(policy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	sock := filepath.Join(dir, "agent.sock")
 	srv, err := jitd.Start(context.Background(), jitd.ServeConfig{
 		Dir: data, Listen: "127.0.0.1:0", PolicyPath: policyPath, WorkloadSocket: sock,
@@ -140,22 +141,4 @@ func TestWorkloadRefund(t *testing.T) {
 	if got := ledger.Ledger.Balance("accounts/7"); got != 0 {
 		t.Errorf("balance of accounts/7 = %d, want 0", got)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the ledger's concurrent logging.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

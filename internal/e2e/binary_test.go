@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jitgrant/jitgrant/internal/syncbuf"
 )
 
 // TestBinaries builds cmd/jitd and cmd/jitctl and runs them as processes:
@@ -62,7 +64,7 @@ func TestBinaries(t *testing.T) {
 	}
 	defer serve.Process.Kill()
 	addrCh := make(chan string, 1)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	go func() {
 		api := regexp.MustCompile(`msg="jitd: serving".* api=(\S+)`)
 		sc := bufio.NewScanner(stderr)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jitgrant/jitgrant/internal/syncbuf"
+
 	"github.com/jitgrant/jitgrant/audit"
 	"github.com/jitgrant/jitgrant/internal/fakeclock"
 	"github.com/jitgrant/jitgrant/internal/jitctl"
@@ -104,7 +106,7 @@ type env struct {
 	clock *fakeclock.Clock
 	srv   *jitd.Server
 	ids   map[string]string // person -> identity directory
-	logs  *syncBuffer
+	logs  *syncbuf.Buffer
 }
 
 // newEnv initializes a data directory, enrolls everyone, and starts jitd.
@@ -116,7 +118,7 @@ func newEnv(t *testing.T, mutate func(*jitd.ServeConfig)) *env {
 	// credentials) checks the server's certificate at the real time, so it
 	// only moves forward at the end of a test.
 	e := &env{t: t, dir: jitd.DataDir(filepath.Join(root, "data")), clock: fakeclock.New(time.Now()),
-		ids: map[string]string{}, logs: &syncBuffer{}}
+		ids: map[string]string{}, logs: &syncbuf.Buffer{}}
 	// KeyType is documented to default to ec-p256, but Init rejects "".
 	if err := jitd.Init(jitd.InitConfig{Dir: e.dir, TrustDomain: trustDomain, KeyType: "ec-p256", Clock: e.clock.Now}); err != nil {
 		t.Fatal(err)

@@ -1,12 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/jitgrant/jitgrant/internal/syncbuf"
 )
 
 // eventually polls cond until it holds, failing the test after timeout.
@@ -26,12 +26,12 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 // background runs jitctl in a goroutine; its output can be read while it
 // runs, and wait returns its result.
 type background struct {
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	done chan result
 }
 
 func (e *env) background(ctx context.Context, who string, args ...string) *background {
-	b := &background{out: &syncBuffer{}, done: make(chan result, 1)}
+	b := &background{out: &syncbuf.Buffer{}, done: make(chan result, 1)}
 	go func() { b.done <- e.jitctlCtx(ctx, who, b.out, args...) }()
 	return b
 }
@@ -61,24 +61,6 @@ func (b *background) wait(t *testing.T) result {
 		t.Fatalf("jitctl still running after a minute; output so far:\n%s", b.out.String())
 		return result{}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // field returns the value of the first "key: value" line of a jitctl

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jitgrant/jitgrant/internal/syncbuf"
+
 	"github.com/jitgrant/jitgrant/audit"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -146,30 +148,12 @@ func (a *auditLog) records() []audit.Record {
 	return append([]audit.Record(nil), a.recs...)
 }
 
-// syncBuffer is a log destination safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness is a Notifier with recording fakes around it.
 type harness struct {
 	*Notifier
 	sleeper *sleeper
 	audits  *auditLog
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 }
 
 // newHarness starts a Notifier for cfg, with one endpoint per URL unless
@@ -186,7 +170,7 @@ func newHarness(t *testing.T, cfg Config, urls ...string) *harness {
 	for i := range cfg.Endpoints {
 		cfg.Endpoints[i].SecretFile = key
 	}
-	h := &harness{sleeper: &sleeper{}, audits: &auditLog{}, logs: &syncBuffer{}}
+	h := &harness{sleeper: &sleeper{}, audits: &auditLog{}, logs: &syncbuf.Buffer{}}
 	cfg.Clock = func() time.Time { return now }
 	cfg.Sleep = h.sleeper.sleep
 	cfg.Audit, cfg.Actor = h.audits.audit, actor
