@@ -57,6 +57,7 @@ type Issuer struct {
 	revs    *revocations
 	issued  *issuedIndex
 	metrics *metrics
+	order   *publishOrder
 	done    chan struct{} // closed by Close: streams end
 	close   sync.Once
 }
@@ -88,12 +89,12 @@ func New(cfg Config) (*Issuer, error) {
 	if cfg.MaxStartDelay <= 0 {
 		cfg.MaxStartDelay = 7 * 24 * time.Hour
 	}
-	is := &Issuer{cfg: cfg, hub: newHub(), revs: newRevocations(), issued: newIssuedIndex(), metrics: newMetrics(), done: make(chan struct{})}
+	is := &Issuer{cfg: cfg, hub: newHub(), revs: newRevocations(), issued: newIssuedIndex(), metrics: newMetrics(), order: newPublishOrder(), done: make(chan struct{})}
 	if err := is.loadRevocations(context.Background()); err != nil {
 		return nil, fmt.Errorf("issuer: loading revocations: %w", err)
 	}
-	if err := is.loadIssued(context.Background()); err != nil {
-		return nil, fmt.Errorf("issuer: loading issued grants: %w", err)
+	if err := is.loadLive(context.Background()); err != nil {
+		return nil, fmt.Errorf("issuer: loading live requests: %w", err)
 	}
 	return is, nil
 }
@@ -159,8 +160,13 @@ func (is *Issuer) changeFrom(ctx context.Context, known *Request, transition fun
 // errSkip ends a transition that has nothing to do.
 var errSkip = errors.New("issuer: nothing to do")
 
-// committed tells watchers, metrics and notifications about a change.
+// committed tells watchers, metrics and notifications about a change. A
+// report that arrives after a newer one of the same request is dropped
+// (see publishOrder): only the latest state counts.
 func (is *Issuer) committed(r *Request, action audit.Action) {
+	if !is.order.admit(r, is.now()) {
+		return
+	}
 	is.issued.update(r)
 	is.hub.publish(r)
 	is.metrics.observe(r, action)

@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"github.com/jitgrant/jitgrant/audit"
@@ -12,7 +13,9 @@ type metrics struct {
 	activeDesc     *prometheus.Desc
 	countsDesc     *prometheus.Desc
 	watchersDesc   *prometheus.Desc
+	requestsDesc   *prometheus.Desc
 	actions        *prometheus.CounterVec
+	reviews        *prometheus.CounterVec
 	mintSeconds    prometheus.Histogram
 	decideSeconds  prometheus.Histogram
 	issued         atomic.Uint64
@@ -20,10 +23,13 @@ type metrics struct {
 	denied         atomic.Uint64
 	breakGlass     atomic.Uint64
 	reviewsRefused atomic.Uint64
+
+	liveMu sync.Mutex
+	live   map[string]State // pending and approved requests (issued ones are in the issued index)
 }
 
 func newMetrics() *metrics {
-	return &metrics{
+	m := &metrics{
 		activeDesc: prometheus.NewDesc("jitgrant_issuer_active_grants",
 			"Grants issued and not yet expired or revoked.", nil, nil),
 		countsDesc: prometheus.NewDesc("jitgrant_issuer_events_total",
@@ -31,6 +37,13 @@ func newMetrics() *metrics {
 			[]string{"event"}, nil),
 		watchersDesc: prometheus.NewDesc("jitgrant_issuer_watchers",
 			"Open WatchRequests and WatchRevocations streams.", []string{"stream"}, nil),
+		requestsDesc: prometheus.NewDesc("jitgrant_issuer_requests",
+			"Requests in each live state now (ended ones: jitgrant_issuer_request_changes_total).", []string{"state"}, nil),
+		reviews: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitgrant_issuer_reviews_total",
+			Help: "Reviews by verdict: approve and deny (counted), duplicate (counted once already), refused (caller may not review).",
+		}, []string{"verdict"}),
+		live: make(map[string]State),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jitgrant_issuer_request_changes_total",
 			Help: "Committed request changes, by audit action and resulting state.",
@@ -46,9 +59,47 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.01, 4, 12),
 		}),
 	}
+	for _, v := range []string{verdictApprove, verdictDeny, verdictDuplicate, verdictRefused} {
+		m.reviews.WithLabelValues(v) // every verdict is exported from the start, at 0
+	}
+	return m
 }
 
+// track records r's state for the requests gauge.
+func (m *metrics) track(r *Request) {
+	m.liveMu.Lock()
+	defer m.liveMu.Unlock()
+	if r.State == StatePending || r.State == StateApproved {
+		m.live[r.ID] = r.State
+	} else {
+		delete(m.live, r.ID)
+	}
+}
+
+// liveCounts returns the number of pending and approved requests.
+func (m *metrics) liveCounts() (pending, approved int) {
+	m.liveMu.Lock()
+	defer m.liveMu.Unlock()
+	for _, s := range m.live {
+		if s == StatePending {
+			pending++
+		} else {
+			approved++
+		}
+	}
+	return pending, approved
+}
+
+// The verdicts of jitgrant_issuer_reviews_total.
+const (
+	verdictApprove   = "approve"
+	verdictDeny      = "deny"
+	verdictDuplicate = "duplicate"
+	verdictRefused   = "refused"
+)
+
 func (m *metrics) observe(r *Request, action audit.Action) {
+	m.track(r)
 	m.actions.WithLabelValues(string(action), string(r.State)).Inc()
 	switch r.State {
 	case StateApproved, StateDenied, StateTimedOut:
@@ -63,16 +114,19 @@ type collector Issuer
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	c.metrics.actions.Describe(ch)
+	c.metrics.reviews.Describe(ch)
 	c.metrics.mintSeconds.Describe(ch)
 	c.metrics.decideSeconds.Describe(ch)
 	ch <- c.metrics.activeDesc
 	ch <- c.metrics.countsDesc
 	ch <- c.metrics.watchersDesc
+	ch <- c.metrics.requestsDesc
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	m := c.metrics
 	m.actions.Collect(ch)
+	m.reviews.Collect(ch)
 	m.mintSeconds.Collect(ch)
 	m.decideSeconds.Collect(ch)
 	for name, v := range map[string]*atomic.Uint64{
@@ -81,7 +135,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(m.countsDesc, prometheus.CounterValue, float64(v.Load()), name)
 	}
-	ch <- prometheus.MustNewConstMetric(m.activeDesc, prometheus.GaugeValue, float64(c.issued.count()))
+	issued := float64(c.issued.count())
+	ch <- prometheus.MustNewConstMetric(m.activeDesc, prometheus.GaugeValue, issued)
+	pending, approved := m.liveCounts()
+	ch <- prometheus.MustNewConstMetric(m.requestsDesc, prometheus.GaugeValue, float64(pending), string(StatePending))
+	ch <- prometheus.MustNewConstMetric(m.requestsDesc, prometheus.GaugeValue, float64(approved), string(StateApproved))
+	ch <- prometheus.MustNewConstMetric(m.requestsDesc, prometheus.GaugeValue, issued, string(StateIssued))
 	ch <- prometheus.MustNewConstMetric(m.watchersDesc, prometheus.GaugeValue, float64(c.hub.count()), "requests")
 	ch <- prometheus.MustNewConstMetric(m.watchersDesc, prometheus.GaugeValue, float64(c.revs.followers()), "revocations")
 }

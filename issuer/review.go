@@ -48,6 +48,7 @@ func (is *Issuer) Review(ctx context.Context, caller spiffeid.ID, id string, app
 		}
 		if ok, why := p.EligibleApprover(r.Rule, requester, caller); !ok {
 			is.metrics.reviewsRefused.Add(1)
+			is.metrics.reviews.WithLabelValues(verdictRefused).Inc()
 			return audit.Record{}, fmt.Errorf("%w: %s may not review request %s: %s", ErrPermission, caller, id, why)
 		}
 		for _, rv := range r.Reviews {
@@ -87,12 +88,18 @@ func (is *Issuer) Review(ctx context.Context, caller spiffeid.ID, id string, app
 		return record(caller, action, details), nil
 	})
 	if errors.Is(err, errSkip) {
+		is.metrics.reviews.WithLabelValues(verdictDuplicate).Inc()
 		res.Request = r
 		return res, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	verdict := verdictDeny
+	if approve {
+		verdict = verdictApprove
+	}
+	is.metrics.reviews.WithLabelValues(verdict).Inc()
 	res.Request = r
 	if r.State == StateApproved {
 		issued, err := is.issueIfDue(ctx, r)

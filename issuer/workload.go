@@ -85,16 +85,19 @@ func (x *issuedIndex) of(requester string, now time.Time) []*Request {
 	return out
 }
 
-// loadIssued fills the index from the store at start.
-func (is *Issuer) loadIssued(ctx context.Context) error {
+// loadLive fills the issued index and the requests gauge from the store at
+// start.
+func (is *Issuer) loadLive(ctx context.Context) error {
 	before := ""
 	for {
-		page, next, err := is.cfg.Store.List(ctx, Query{States: []State{StateIssued}, Before: before, Limit: MaxPageSize})
+		q := Query{States: []State{StatePending, StateApproved, StateIssued}, Before: before, Limit: MaxPageSize}
+		page, next, err := is.cfg.Store.List(ctx, q)
 		if err != nil {
 			return err
 		}
 		for _, r := range page {
 			is.issued.update(r)
+			is.metrics.track(r)
 		}
 		if next == "" {
 			return nil
