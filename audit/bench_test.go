@@ -114,7 +114,7 @@ func bulkAppend(tb testing.TB, l *Log, n int) {
 		k := min(batch, n-done)
 		ps := make([]*pending, k)
 		for i := range ps {
-			ps[i] = &pending{rec: record(done + i), res: make(chan result, 1)}
+			ps[i] = &pending{recs: []Record{record(done + i)}, res: make(chan result, 1)}
 			ps[i].state.Store(stateTaken)
 		}
 		err := l.onWriter(context.Background(), func() {

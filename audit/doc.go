@@ -6,8 +6,9 @@
 //
 //   - Entries are numbered from 0 without gaps. An entry commits in the same
 //     Badger transaction as the state change it records (Log.Append with a
-//     change function), so both happen or neither does; if the entry cannot
-//     be written, the change fails (fail closed). A nil error from Append
+//     change function; Log.AppendAll when one change is recorded by several
+//     consecutive entries), so both happen or neither does; if the entry
+//     cannot be written, the change fails (fail closed). A nil error from Append
 //     means the entry is durable (synced), an error means nothing was
 //     written.
 //   - Each entry's Hash is SHA-256(PrevHash || canonical encoding), with an
@@ -76,7 +77,9 @@
 // only if its function returns nil, numbers the surviving entries
 // consecutively, writes them with their tree hashes and commits once with
 // sync. A change that fails drops only its own entry; a failed commit fails
-// the whole group. Details on Log.Append and in writer.go.
+// the whole group. With Config.CommitDelay set, the writer first waits that
+// long for more appends when the previous group held more than one. Details
+// on Log.Append and in writer.go.
 //
 // # Export format
 //

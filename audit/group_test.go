@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/jitgrant/jitgrant/internal/kv"
@@ -127,11 +128,17 @@ func blockWriter(t *testing.T, l *Log) (release func()) {
 // submitted one after the other are queued in that order.
 func submit(t *testing.T, l *Log, r Record, change func(Tx) error) <-chan result {
 	t.Helper()
+	return submitAll(t, l, []Record{r}, change)
+}
+
+// submitAll is submit for an AppendAll of recs.
+func submitAll(t *testing.T, l *Log, recs []Record, change func(Tx) error) <-chan result {
+	t.Helper()
 	out := make(chan result, 1)
 	queued := len(l.queue)
 	go func() {
-		e, err := l.Append(context.Background(), r, change)
-		out <- result{e, err}
+		es, err := l.AppendAll(context.Background(), recs, change)
+		out <- result{es, err}
 	}()
 	for len(l.queue) == queued {
 		runtime.Gosched()
@@ -177,8 +184,8 @@ func TestGroupWithFailingMembers(t *testing.T) {
 			}
 			continue
 		}
-		if r.err != nil || r.entry.Seq != uint64(wantSeq[i]) || r.entry.Subject != record(i).Subject {
-			t.Errorf("member %d: seq %d err %v, want seq %d", i, r.entry.Seq, r.err, wantSeq[i])
+		if r.err != nil || r.entries[0].Seq != uint64(wantSeq[i]) || r.entries[0].Subject != record(i).Subject {
+			t.Errorf("member %d: %v err %v, want seq %d", i, r.entries, r.err, wantSeq[i])
 		}
 	}
 	if string(sawEarlier) != "zero" {
@@ -315,7 +322,7 @@ func TestGroupTooBigIsSplit(t *testing.T) {
 		if r.err != nil {
 			t.Fatalf("member %d: %v", i, r.err)
 		}
-		seqs[r.entry.Seq] = true
+		seqs[r.entries[0].Seq] = true
 	}
 	if r := <-huge; !errors.Is(r.err, ErrTooLarge) {
 		t.Errorf("huge member: %v, want ErrTooLarge", r.err)
@@ -335,5 +342,154 @@ func TestGroupTooBigIsSplit(t *testing.T) {
 	ex, _ := export(t, tl.Log, 0, 9)
 	if _, err := Verify(ex, verifier, nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestAppendAll(t *testing.T) {
+	errNo := errors.New("no")
+	recs := func(first, n int) []Record {
+		var out []Record
+		for i := range n {
+			out = append(out, record(first+i))
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		recs    []Record
+		change  func(tx Tx) error
+		wantErr error
+		wantKey bool
+	}{
+		{"two records with a change", recs(0, 2), func(tx Tx) error {
+			if tx.Seq() != 1 { // the entry before the set is 0
+				return fmt.Errorf("Seq() = %d, want the first record's, 1", tx.Seq())
+			}
+			return tx.Set([]byte("req/1"), []byte("ISSUED"))
+		}, nil, true},
+		{"three records without a change", recs(0, 3), nil, nil, false},
+		{"failing change writes none", recs(0, 2), func(tx Tx) error {
+			_ = tx.Set([]byte("req/1"), []byte("ISSUED"))
+			return errNo
+		}, errNo, false},
+		{"no record", nil, nil, ErrInvalid, false},
+		{"one invalid record refuses all", append(recs(0, 1), Record{Actor: "alice", Action: ActionGrantIssued}), nil, ErrInvalid, false},
+		{"checkpoint is the log's", append(recs(0, 1), Record{Actor: testUser, Action: ActionCheckpoint}), nil, ErrInvalid, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newTestLog(t, nil)
+			mustAppend(t, l.Log, record(-1))
+			es, err := l.AppendAll(context.Background(), tt.recs, tt.change)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || es != nil {
+					t.Fatalf("AppendAll: %v (%d entries), want %v", err, len(es), tt.wantErr)
+				}
+				if l.Size() != 1 {
+					t.Errorf("Size() = %d after a refused AppendAll, want 1", l.Size())
+				}
+			} else {
+				if err != nil || len(es) != len(tt.recs) {
+					t.Fatalf("AppendAll: %v (%d entries), want %d", err, len(es), len(tt.recs))
+				}
+				for i, e := range es {
+					stored, err := l.Entry(e.Seq)
+					if e.Seq != uint64(1+i) || e.Subject != tt.recs[i].Subject || err != nil || stored.Hash != e.Hash {
+						t.Errorf("entry %d: seq %d subject %q (stored: %v), want seq %d subject %q", i, e.Seq, e.Subject, err, 1+i, tt.recs[i].Subject)
+					}
+				}
+				if st := l.Stats(); st.Appended != uint64(1+len(tt.recs)) {
+					t.Errorf("Stats().Appended = %d, want %d", st.Appended, 1+len(tt.recs))
+				}
+			}
+			if _, ok := getKey(t, l.db.DB, "req/1"); ok != tt.wantKey {
+				t.Errorf("key written: %v, want %v", ok, tt.wantKey)
+			}
+			ex, _ := export(t, l.Log, 0, l.Size())
+			if _, err := Verify(ex, l.verify, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestAppendAllInAGroup(t *testing.T) {
+	l := newTestLog(t, nil)
+	release := blockWriter(t, l.Log)
+	errNo := errors.New("no")
+	members := []struct {
+		recs    []Record
+		change  func(Tx) error
+		wantSeq []uint64
+	}{
+		{[]Record{record(0)}, nil, []uint64{1}},
+		{[]Record{record(1), record(2)}, func(tx Tx) error { return tx.Set([]byte("k/1"), []byte("v")) }, []uint64{2, 3}},
+		{[]Record{record(3), record(4)}, func(Tx) error { return errNo }, nil},
+		{[]Record{record(5), record(6), record(7)}, nil, []uint64{4, 5, 6}},
+		{[]Record{record(8)}, nil, []uint64{7}},
+	}
+	var res []<-chan result
+	for _, m := range members {
+		res = append(res, submitAll(t, l.Log, m.recs, m.change))
+	}
+	groupsBefore := l.Stats().GroupSize
+	release()
+	for i, ch := range res {
+		r := <-ch
+		var got []uint64
+		for j, e := range r.entries {
+			got = append(got, e.Seq)
+			if e.Subject != members[i].recs[j].Subject {
+				t.Errorf("member %d entry %d: subject %q, want %q", i, j, e.Subject, members[i].recs[j].Subject)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(members[i].wantSeq) || (r.err == nil) != (members[i].wantSeq != nil) {
+			t.Errorf("member %d: seqs %v err %v, want %v", i, got, r.err, members[i].wantSeq)
+		}
+	}
+	if st := l.Stats().GroupSize; st.Count-groupsBefore.Count != 2 || st.Sum-groupsBefore.Sum != 8 {
+		t.Errorf("%d commits of %v entries, want 2 of 8 (the blocker, then one group of 7)", st.Count-groupsBefore.Count, st.Sum-groupsBefore.Sum)
+	}
+	ex, _ := export(t, l.Log, 0, 8)
+	if _, err := Verify(ex, l.verify, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCommitDelay(t *testing.T) {
+	l := newTestLog(t, func(c *Config) { c.CommitDelay = time.Hour })
+	waits := make(chan struct{}, 10)
+	hook := func() { waits <- struct{}{} }
+	l.hookGather.Store(&hook)
+	// A lone appender never waits: each group holds one append.
+	for i := range 3 {
+		if e := mustAppend(t, l.Log, record(i)); e.Seq != uint64(i) {
+			t.Fatalf("seq %d, want %d", e.Seq, i)
+		}
+	}
+	if len(waits) != 0 {
+		t.Fatal("the writer waited for company behind a lone appender")
+	}
+	// After a group of two, the next append waits for company (an hour
+	// here); Close ends the wait and commits it.
+	release := blockWriter(t, l.Log)
+	a, b := submit(t, l.Log, record(3), nil), submit(t, l.Log, record(4), nil)
+	release()
+	for _, ch := range []<-chan result{a, b} {
+		if r := <-ch; r.err != nil {
+			t.Fatal(r.err)
+		}
+	}
+	delayed := make(chan result, 1)
+	go func() {
+		e, err := l.Append(context.Background(), record(5), nil)
+		delayed <- result{[]Entry{e}, err}
+	}()
+	<-waits
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-delayed; r.err != nil || r.entries[0].Seq != 6 {
+		t.Fatalf("delayed append: %v, %v; want seq 6", r.entries, r.err)
 	}
 }

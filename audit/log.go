@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,15 @@ type Config struct {
 	Logger *slog.Logger
 	// MaxGroup bounds how many appends share one commit. Default 1024.
 	MaxGroup int
+	// CommitDelay, when positive, makes the writer wait this long after the
+	// first append of a group before it commits, provided the previous
+	// group held more than one append (appends are arriving concurrently;
+	// a lone appender never waits). More appends then share each synced
+	// commit, and every commit costs CPU (Badger's write path, the sync):
+	// a daemon whose appenders are busy on the CPU themselves gets more
+	// done. Appenders that mostly wait on the log (CPU idle) lose
+	// throughput instead. Default 0: commit at once.
+	CommitDelay time.Duration
 }
 
 // Errors callers can branch on.
@@ -92,6 +102,7 @@ type Log struct {
 	cache hashCache
 
 	hookBeforeCommit atomic.Pointer[func() error] // tests: fail commits
+	hookGather       atomic.Pointer[func()]       // tests: see the writer wait (CommitDelay)
 }
 
 // New opens the log kept under cfg.Prefix in db, checks that its stored head,
@@ -239,33 +250,58 @@ func (l *Log) hashReader(txn *badger.Txn) tlog.HashReader {
 // error and nothing is written. Once picked up, Append waits for the outcome:
 // an error from Append always means nothing was written.
 func (l *Log) Append(ctx context.Context, r Record, change func(Tx) error) (Entry, error) {
-	if err := r.validate(true); err != nil {
-		return Entry{}, fmt.Errorf("audit: append: %w", err)
-	}
-	if r.Action == ActionCheckpoint {
-		return Entry{}, fmt.Errorf("audit: append: %w: %s entries are written by the log itself", ErrInvalid, r.Action)
-	}
-	r.Details = maps.Clone(r.Details)
-	p := &pending{ctx: ctx, rec: r, change: change, res: make(chan result, 1), start: l.cfg.Now()}
-	if err := l.enter(); err != nil {
+	es, err := l.appendOwn(ctx, []Record{r}, change)
+	if err != nil {
 		return Entry{}, err
+	}
+	return es[0], nil
+}
+
+// AppendAll is Append for a change that several entries record, such as a
+// request that is created and issued at once: recs (at least one) become
+// consecutive entries, in order, each with its own sequence number, chain
+// link and tree leaf, committed together with change or not at all. Tx.Seq
+// gives change the sequence number of the first of them. Everything Append
+// says about change, ctx and failures holds for the whole set.
+func (l *Log) AppendAll(ctx context.Context, recs []Record, change func(Tx) error) ([]Entry, error) {
+	return l.appendOwn(ctx, slices.Clone(recs), change)
+}
+
+// appendOwn is AppendAll on a slice of records that the log may keep.
+func (l *Log) appendOwn(ctx context.Context, recs []Record, change func(Tx) error) ([]Entry, error) {
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("audit: append: %w: no record", ErrInvalid)
+	}
+	for i := range recs {
+		r := &recs[i]
+		if err := r.validate(true); err != nil {
+			return nil, fmt.Errorf("audit: append: %w", err)
+		}
+		if r.Action == ActionCheckpoint {
+			return nil, fmt.Errorf("audit: append: %w: %s entries are written by the log itself", ErrInvalid, r.Action)
+		}
+		r.Details = maps.Clone(r.Details)
+	}
+	p := &pending{ctx: ctx, recs: recs, change: change, res: make(chan result, 1), start: l.cfg.Now()}
+	if err := l.enter(); err != nil {
+		return nil, err
 	}
 	select {
 	case l.queue <- p:
 		l.inflight.Done()
 	case <-ctx.Done():
 		l.inflight.Done()
-		return Entry{}, fmt.Errorf("audit: append: %w", ctx.Err())
+		return nil, fmt.Errorf("audit: append: %w", ctx.Err())
 	}
 	select {
 	case res := <-p.res:
-		return res.entry, res.err
+		return res.entries, res.err
 	case <-ctx.Done():
 		if p.state.CompareAndSwap(stateQueued, stateAbandoned) {
-			return Entry{}, fmt.Errorf("audit: append: %w", ctx.Err())
+			return nil, fmt.Errorf("audit: append: %w", ctx.Err())
 		}
 		res := <-p.res // the writer has it: its outcome stands
-		return res.entry, res.err
+		return res.entries, res.err
 	}
 }
 

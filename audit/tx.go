@@ -32,7 +32,7 @@ type Tx interface {
 	// Returning an error from fn stops the iteration with that error.
 	Iterate(prefix []byte, fn func(key, value []byte) error) error
 	// Seq returns the sequence number the audit entry will have if this
-	// change commits.
+	// change commits (the first of them, for Log.AppendAll).
 	Seq() uint64
 }
 

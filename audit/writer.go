@@ -14,14 +14,16 @@ import (
 // Group commit. One goroutine (run) owns the head of the log. It takes every
 // append waiting in the queue (up to Config.MaxGroup), runs their change
 // functions in order in one Badger transaction, gives consecutive sequence
-// numbers to those whose change succeeded, writes their entries and tree
-// hashes, and commits once, synced. Then it answers every caller. See
+// numbers to the records of those whose change succeeded (an append may
+// carry several records: AppendAll), writes their entries and tree hashes,
+// and commits once, synced. Then it answers every caller. See
 // commitPrefix for failures.
 
-// pending is one Append waiting for the writer.
+// pending is one Append (or AppendAll) waiting for the writer: its records
+// become consecutive entries, committed with change or not at all.
 type pending struct {
 	ctx    context.Context
-	rec    Record
+	recs   []Record
 	change func(Tx) error
 	extra  [][2][]byte // raw writes of the log's own entries (checkpoints)
 	state  atomic.Int32
@@ -36,20 +38,21 @@ const (
 )
 
 type result struct {
-	entry Entry
-	err   error
+	entries []Entry // one per record of the append
+	err     error
 }
 
 // writerState is the head of the log as the writer knows it. Only the writer
 // goroutine touches it (and load, before the writer starts).
 type writerState struct {
-	head     Hash        // hash of the last entry
-	last     time.Time   // time of the last entry
-	fr       fringe      // Merkle tree fringe over all entries
-	uppers   []upperHash // tree hashes for the cache, from the group being staged
-	sinceCP  int         // entries other than checkpoints since the latest checkpoint
-	cpTime   time.Time   // time of the latest checkpoint (or of opening)
-	closeErr error
+	head      Hash        // hash of the last entry
+	last      time.Time   // time of the last entry
+	fr        fringe      // Merkle tree fringe over all entries
+	uppers    []upperHash // tree hashes for the cache, from the group being staged
+	sinceCP   int         // entries other than checkpoints since the latest checkpoint
+	cpTime    time.Time   // time of the latest checkpoint (or of opening)
+	lastGroup int         // appends taken in the latest group (see gather)
+	closeErr  error
 }
 
 // maxConflictRetries bounds how often a group is retried after Badger
@@ -61,6 +64,7 @@ func (l *Log) run() {
 	for {
 		select {
 		case p := <-l.queue:
+			l.gather()
 			l.commitGroup(l.drain(p))
 			l.maybeCheckpoint()
 		case <-l.tick:
@@ -78,6 +82,23 @@ func (l *Log) run() {
 			}
 			return
 		}
+	}
+}
+
+// gather waits Config.CommitDelay for more appends to queue, when it is set
+// and the previous group held more than one, or until Close.
+func (l *Log) gather() {
+	if l.cfg.CommitDelay <= 0 || l.w.lastGroup < 2 {
+		return
+	}
+	if f := l.hookGather.Load(); f != nil {
+		(*f)()
+	}
+	t := time.NewTimer(l.cfg.CommitDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-l.quit:
 	}
 }
 
@@ -127,6 +148,7 @@ func (l *Log) commitGroup(group []*pending) {
 			live = append(live, p)
 		}
 	}
+	l.w.lastGroup = len(live)
 	for len(live) > 0 {
 		n := l.commitPrefix(live)
 		live = live[n:]
@@ -201,7 +223,7 @@ func (l *Log) commitPrefix(ms []*pending) int {
 		committed := 0
 		for i, p := range ms {
 			if results[i].err == nil {
-				committed++
+				committed += len(results[i].entries)
 				l.m.latency.observe(now.Sub(p.start).Seconds())
 			}
 			p.res <- results[i]
@@ -238,9 +260,8 @@ func (l *Log) stageGroup(txn *badger.Txn, ms []*pending) (writerState, []result,
 	results := make([]result, len(ms))
 	var stored []Hash
 	for i, p := range ms {
-		seq := st.fr.n
 		if p.change != nil {
-			s := &stage{txn: txn, ks: l.ks, seq: seq}
+			s := &stage{txn: txn, ks: l.ks, seq: st.fr.n}
 			if err := runChange(p.change, s); err != nil {
 				results[i].err = err
 				continue
@@ -254,31 +275,47 @@ func (l *Log) stageGroup(txn *badger.Txn, ms []*pending) (writerState, []result,
 				return st, results, i, err
 			}
 		}
-		e := Entry{Seq: seq, Time: now, Record: p.rec, PrevHash: st.head}
-		// The stored value is version || prev || hash || canonical (see
-		// encodeEntryValue), built in place.
-		val := make([]byte, 1+2*HashSize, 1+2*HashSize+256)
-		val = e.AppendCanonical(val)
-		canonical := val[1+2*HashSize:]
-		e.Hash = ChainHash(st.head, canonical)
-		val[0] = entryValueVersion
-		copy(val[1:], e.PrevHash[:])
-		copy(val[1+HashSize:], e.Hash[:])
-		stored = st.fr.push(LeafHash(canonical, e.Hash), stored[:0])
-		st.uppers = uppers(st.uppers, stored)
-		if err := txn.Set(l.ks.key(kindEntry, seq), val); err != nil {
-			return st, results, i, err
+		results[i].entries = make([]Entry, 0, len(p.recs))
+		for _, rec := range p.recs {
+			var e Entry
+			var err error
+			if e, stored, err = l.stageEntry(txn, &st, rec, now, stored); err != nil {
+				return st, results, i, err
+			}
+			results[i].entries = append(results[i].entries, e)
 		}
-		if err := txn.Set(l.ks.key(kindTree, seq), encodeHashes(nil, stored)); err != nil {
-			return st, results, i, err
-		}
-		st.head, st.last = e.Hash, e.Time
-		if e.Action != ActionCheckpoint {
-			st.sinceCP++
-		}
-		results[i].entry = e
 	}
 	return st, results, len(ms), nil
+}
+
+// stageEntry writes the next entry, recording rec at time now, and its tree
+// hashes into txn, and advances st past it. stored is scratch space for the
+// tree hashes, returned for reuse.
+func (l *Log) stageEntry(txn *badger.Txn, st *writerState, rec Record, now time.Time, stored []Hash) (Entry, []Hash, error) {
+	seq := st.fr.n
+	e := Entry{Seq: seq, Time: now, Record: rec, PrevHash: st.head}
+	// The stored value is version || prev || hash || canonical (see
+	// encodeEntryValue), built in place.
+	val := make([]byte, 1+2*HashSize, 1+2*HashSize+256)
+	val = e.AppendCanonical(val)
+	canonical := val[1+2*HashSize:]
+	e.Hash = ChainHash(st.head, canonical)
+	val[0] = entryValueVersion
+	copy(val[1:], e.PrevHash[:])
+	copy(val[1+HashSize:], e.Hash[:])
+	stored = st.fr.push(LeafHash(canonical, e.Hash), stored[:0])
+	st.uppers = uppers(st.uppers, stored)
+	if err := txn.Set(l.ks.key(kindEntry, seq), val); err != nil {
+		return e, stored, err
+	}
+	if err := txn.Set(l.ks.key(kindTree, seq), encodeHashes(nil, stored)); err != nil {
+		return e, stored, err
+	}
+	st.head, st.last = e.Hash, e.Time
+	if e.Action != ActionCheckpoint {
+		st.sinceCP++
+	}
+	return e, stored, nil
 }
 
 // beforeCommit runs the test hook that can fail a commit.
@@ -305,11 +342,11 @@ func (l *Log) maybeCheckpoint() {
 	cp, err := signCheckpoint(l.cfg.Signer, l.cfg.Origin, size, l.w.fr.root(), l.cfg.Now())
 	if err == nil {
 		p := &pending{
-			rec: Record{Actor: l.cfg.Actor, Action: ActionCheckpoint, Details: map[string]string{
+			recs: []Record{{Actor: l.cfg.Actor, Action: ActionCheckpoint, Details: map[string]string{
 				"tree_size": strconv.FormatUint(size, 10),
 				"root":      cp.Root.String(),
 				"note":      string(cp.Note),
-			}},
+			}}},
 			extra: [][2][]byte{{l.ks.key(kindCheckpoint, size), cp.Note}},
 			res:   make(chan result, 1),
 			start: l.cfg.Now(),

@@ -1,7 +1,9 @@
 package issuer
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"fmt"
 	"strconv"
@@ -103,14 +105,11 @@ func (is *Issuer) Create(ctx context.Context, caller spiffeid.ID, in CreateInput
 			return nil, policy.Decision{}, fmt.Errorf("%w: start_time: more than %s ahead", ErrInvalid, is.cfg.MaxStartDelay)
 		}
 	}
-	var pub []byte
+	var csr *x509.CertificateRequest
 	if in.CSR != nil {
-		csr, err := parseCSR(in.CSR, caller)
-		if err != nil {
+		var err error
+		if csr, err = parseCSR(in.CSR, caller); err != nil {
 			return nil, policy.Decision{}, err
-		}
-		if pub, err = x509.MarshalPKIXPublicKey(csr.PublicKey); err != nil {
-			return nil, policy.Decision{}, fmt.Errorf("%w: csr: public key: %v", ErrInvalid, err)
 		}
 	}
 	p, err := is.policy()
@@ -146,7 +145,12 @@ func (is *Issuer) Create(ctx context.Context, caller spiffeid.ID, in CreateInput
 		ID: id, Requester: caller.String(), State: StatePending, Scopes: in.Scopes, TTL: in.TTL,
 		Reason: in.Reason, UseLimit: in.UseLimit, Rule: d.Rule, Factors: factors(d.Factors),
 		CreateTime: now, UpdateTime: now, ReviewDeadline: now.Add(d.PendingTimeout),
-		StartTime: in.Start, PublicKey: pub, Version: 1,
+		StartTime: in.Start, Version: 1,
+	}
+	var pub crypto.PublicKey
+	if csr != nil {
+		// The CSR's SubjectPublicKeyInfo, as parsed and checked above.
+		r.PublicKey, pub = bytes.Clone(csr.RawSubjectPublicKeyInfo), csr.PublicKey
 	}
 	details := map[string]string{
 		"rule": d.Rule, "scopes": scopeList(in.Scopes), "ttl": in.TTL.String(), "reason": in.Reason,
@@ -169,19 +173,40 @@ func (is *Issuer) Create(ctx context.Context, caller spiffeid.ID, in CreateInput
 	}
 	rec := record(caller, action, details)
 	rec.Subject = r.ID
-	if err := is.cfg.Store.Put(ctx, nil, r, rec); err != nil {
-		return nil, d, err
-	}
-	r.ReviewDeadline = r.ReviewDeadline.UTC()
-	is.committed(r, action)
-	if r.State == StateApproved {
-		if issued, err := is.issueIfDue(ctx, r); err != nil {
-			return r, d, err
-		} else if issued != nil {
-			r = issued
+	r, err = is.commitNew(ctx, r, rec, pub)
+	return r, d, err
+}
+
+// commitNew commits the new request r with rec. An approved request due
+// now is issued in the same commit (one synced write instead of two), its
+// grant.issued entry right after rec, and watchers see both changes in
+// turn; the issued request is returned. If issuing fails, r is stored as
+// approved (the sweeper retries it) and returned with the error.
+func (is *Issuer) commitNew(ctx context.Context, r *Request, rec audit.Record, pub crypto.PublicKey) (*Request, error) {
+	steps, recs := []*Request{r}, []audit.Record{rec}
+	var issueErr error
+	if issuable(r, is.now()) {
+		next := r.clone()
+		next.Version++
+		irec, err := is.issue(next, pub)
+		if err == nil {
+			next.UpdateTime = is.now()
+			irec.Subject = next.ID
+			steps, recs = append(steps, next), append(recs, irec)
 		}
+		issueErr = err
 	}
-	return r, d, nil
+	final := steps[len(steps)-1]
+	if err := is.cfg.Store.Put(ctx, nil, final, recs...); err != nil {
+		return nil, err
+	}
+	for i, step := range steps {
+		is.committed(step, recs[i].Action)
+	}
+	if len(steps) > 1 {
+		is.metrics.issued.Add(1)
+	}
+	return final, issueErr
 }
 
 func factors(fs []policy.Factor) []Factor {

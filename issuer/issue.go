@@ -21,34 +21,17 @@ import (
 // caller, such as the sweeper, may have issued it first).
 func (is *Issuer) issueIfDue(ctx context.Context, known *Request) (*Request, error) {
 	r, err := is.changeFrom(ctx, known, func(r *Request) (audit.Record, error) {
-		now := is.now()
-		if r.State != StateApproved || r.StartTime.After(now) {
+		if !issuable(r, is.now()) {
 			return audit.Record{}, errSkip
 		}
-		r.State = StateIssued
-		if r.StartTime.IsZero() {
-			r.StartTime = now
-		}
-		r.NotAfter = r.StartTime.Add(r.TTL)
-		details := map[string]string{"not_after": r.NotAfter.Format(time.RFC3339)}
+		var pub crypto.PublicKey
 		if r.PublicKey != nil {
-			pub, err := x509.ParsePKIXPublicKey(r.PublicKey)
-			if err != nil {
+			var err error
+			if pub, err = x509.ParsePKIXPublicKey(r.PublicKey); err != nil {
 				return audit.Record{}, fmt.Errorf("issuer: request %s: stored public key: %w", r.ID, err)
 			}
-			svid, err := is.mint(r, pub)
-			if err != nil {
-				return audit.Record{}, err
-			}
-			r.CertChain = chainDER(svid)
-			r.Serial = fmt.Sprintf("%x", svid.Certificates[0].SerialNumber)
-			r.NotAfter = svid.Certificates[0].NotAfter
-			details["serial"] = r.Serial
 		}
-		if r.BreakGlass {
-			details["break_glass"] = "true"
-		}
-		return record(is.cfg.ID, audit.ActionGrantIssued, details), nil
+		return is.issue(r, pub)
 	})
 	if errors.Is(err, errSkip) {
 		return r, nil
@@ -58,6 +41,41 @@ func (is *Issuer) issueIfDue(ctx context.Context, known *Request) (*Request, err
 	}
 	is.metrics.issued.Add(1)
 	return r, nil
+}
+
+// issuable reports whether r is approved and its start has come by now.
+func issuable(r *Request, now time.Time) bool {
+	return r.State == StateApproved && !r.StartTime.After(now)
+}
+
+// issue turns r, an issuable request, into an issued grant: valid from its
+// start (now, if it has none) for its TTL, with its certificate minted for
+// pub when the request has a CSR (r.PublicKey, of which pub is the parsed
+// form). It returns the grant.issued record; the caller commits both.
+func (is *Issuer) issue(r *Request, pub crypto.PublicKey) (audit.Record, error) {
+	r.State = StateIssued
+	if r.StartTime.IsZero() {
+		r.StartTime = is.now()
+	}
+	r.NotAfter = r.StartTime.Add(r.TTL)
+	details := map[string]string{"not_after": r.NotAfter.Format(time.RFC3339)}
+	if r.PublicKey != nil {
+		if pub == nil { // mint would make a key pair of its own
+			return audit.Record{}, fmt.Errorf("issuer: request %s: public key not parsed", r.ID)
+		}
+		svid, err := is.mint(r, pub)
+		if err != nil {
+			return audit.Record{}, err
+		}
+		r.CertChain = chainDER(svid)
+		r.Serial = fmt.Sprintf("%x", svid.Certificates[0].SerialNumber)
+		r.NotAfter = svid.Certificates[0].NotAfter
+		details["serial"] = r.Serial
+	}
+	if r.BreakGlass {
+		details["break_glass"] = "true"
+	}
+	return record(is.cfg.ID, audit.ActionGrantIssued, details), nil
 }
 
 // mint signs the grant SVID of r for pub (nil: a new key pair), valid from

@@ -24,10 +24,13 @@ type Store interface {
 	// ID to pass as q.Before for the next page ("" on the last page).
 	List(ctx context.Context, q Query) ([]*Request, string, error)
 	// Put replaces prev (nil for a new request) with next, together with
-	// rec. If the stored request is not at prev's version (or exists when
-	// prev is nil), nothing is written and the error matches ErrConflict.
-	// next.Version must be one more than prev's (1 for a new request).
-	Put(ctx context.Context, prev, next *Request, rec audit.Record) error
+	// recs, at least one audit record per Put: each records one transition
+	// from prev to next (a request created and issued at once takes two),
+	// and they become consecutive entries, in order. next.Version must be
+	// prev's plus len(recs) (len(recs) for a new request). If the stored
+	// request is not at prev's version (or exists when prev is nil),
+	// nothing is written and the error matches ErrConflict.
+	Put(ctx context.Context, prev, next *Request, recs ...audit.Record) error
 	// Audit records rec alone.
 	Audit(ctx context.Context, rec audit.Record) error
 	// Due returns up to limit live requests whose next deadline (review
@@ -181,20 +184,23 @@ func (s *BadgerStore) List(_ context.Context, q Query) ([]*Request, string, erro
 
 // Put implements Store. The writer checks the version key, not the decoded
 // record, so that a change costs the single writer no JSON decoding.
-func (s *BadgerStore) Put(ctx context.Context, prev, next *Request, rec audit.Record) error {
-	want := uint64(1)
+func (s *BadgerStore) Put(ctx context.Context, prev, next *Request, recs ...audit.Record) error {
+	from := uint64(0)
 	if prev != nil {
-		want = prev.Version + 1
+		from = prev.Version
 	}
-	if next.Version != want || (prev != nil && prev.ID != next.ID) {
-		return fmt.Errorf("issuer: store: request %s: version %d does not follow %d", next.ID, next.Version, want-1)
+	switch {
+	case len(recs) == 0:
+		return fmt.Errorf("issuer: store: request %s: no audit record", next.ID)
+	case next.Version != from+uint64(len(recs)) || (prev != nil && prev.ID != next.ID):
+		return fmt.Errorf("issuer: store: request %s: version %d does not follow %d by %d records", next.ID, next.Version, from, len(recs))
 	}
 	val, err := json.Marshal(next)
 	if err != nil {
 		return fmt.Errorf("issuer: store: encoding request %s: %w", next.ID, err)
 	}
 	id := next.ID
-	_, err = s.log.Append(ctx, rec, func(tx audit.Tx) error {
+	_, err = s.log.AppendAll(ctx, recs, func(tx audit.Tx) error {
 		stored := uint64(0)
 		switch v, err := tx.Get(versionKey(id)); {
 		case errors.Is(err, badger.ErrKeyNotFound):
@@ -205,8 +211,8 @@ func (s *BadgerStore) Put(ctx context.Context, prev, next *Request, rec audit.Re
 		default:
 			stored = binary.BigEndian.Uint64(v)
 		}
-		if stored != want-1 {
-			return fmt.Errorf("%w: request %s is at version %d, write was for %d", ErrConflict, id, stored, want-1)
+		if stored != from {
+			return fmt.Errorf("%w: request %s is at version %d, write was for %d", ErrConflict, id, stored, from)
 		}
 		return writeIndexes(tx, prev, next, val)
 	})

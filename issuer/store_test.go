@@ -8,5 +8,8 @@ import (
 )
 
 func TestBadgerStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) issuer.Store { return newEnv(t).store })
+	storetest.Run(t, func(t *testing.T) (issuer.Store, storetest.Entries) {
+		e := newEnv(t)
+		return e.store, e.log
+	})
 }

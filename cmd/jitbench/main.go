@@ -2,8 +2,9 @@
 // temporary one it sets up, with durable writes) over real mTLS on loopback.
 //
 //	-scenario cycle:  N concurrent clients each repeat CreateRequest
-//	                  (auto-approved) -> ISSUED -> FetchGrant; prints cycles
-//	                  per second and latency percentiles.
+//	                  (auto-approved, with a new CSR for the client's key)
+//	                  -> ISSUED -> FetchGrant; prints cycles per second,
+//	                  latency percentiles and CPU time per cycle.
 //	-scenario revoke: verifiers follow the revocation feed; for each of M
 //	                  grants, the time from RevokeGrant returning until every
 //	                  verifier refuses the grant; prints p50/p99.
@@ -32,6 +33,7 @@ func main() {
 	flag.IntVar(&cfg.revocations, "revocations", 1000, "revoke: revocations to measure")
 	flag.IntVar(&cfg.grants, "grants", 10000, "push: grants to measure")
 	flag.BoolVar(&cfg.async, "async-writes", false, "turn off fsync in the temporary jitd (not durable; for comparison only)")
+	flag.BoolVar(&cfg.reuseCSR, "reuse-csr", false, "cycle: send one CSR per client in every request instead of signing a new one per request (each client keeps one key either way; for comparison with figures measured that way)")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address while running")
 	flag.Parse()
 	if *pprofAddr != "" {

@@ -3,7 +3,7 @@
 // the same tests, as golang.org/x/mod/sumdb/storage does for its storage.
 //
 //	func TestStore(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) issuer.Store { return openMyStore(t) })
+//		storetest.Run(t, func(t *testing.T) (issuer.Store, storetest.Entries) { return openMyStore(t) })
 //	}
 package storetest
 
@@ -19,14 +19,24 @@ import (
 	"github.com/jitgrant/jitgrant/issuer"
 )
 
-// Open returns a new, empty store for one test; the test's cleanup closes it.
-type Open func(t *testing.T) issuer.Store
+// Entries reads back the audit entries a store wrote; *audit.Log
+// implements it.
+type Entries interface {
+	// Size returns the number of entries.
+	Size() uint64
+	// Entry returns the entry with sequence number seq.
+	Entry(seq uint64) (audit.Entry, error)
+}
+
+// Open returns a new, empty store for one test and the audit log it writes
+// to; the test's cleanup closes both.
+type Open func(t *testing.T) (issuer.Store, Entries)
 
 // Run runs every conformance test against stores from open.
 func Run(t *testing.T, open Open) {
 	tests := []struct {
 		name string
-		run  func(*testing.T, issuer.Store)
+		run  func(*testing.T, issuer.Store, Entries)
 	}{
 		{"GetUnknown", testGetUnknown},
 		{"PutGetRoundTrip", testRoundTrip},
@@ -34,9 +44,13 @@ func Run(t *testing.T, open Open) {
 		{"ListFiltersAndPages", testList},
 		{"DueFollowsState", testDue},
 		{"Audit", testAudit},
+		{"PutSeveralRecords", testPutRecords},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.run(t, open(t)) })
+		t.Run(tt.name, func(t *testing.T) {
+			s, log := open(t)
+			tt.run(t, s, log)
+		})
 	}
 }
 
@@ -78,14 +92,14 @@ func advance(r *issuer.Request, st issuer.State) *issuer.Request {
 	return &n
 }
 
-func testGetUnknown(t *testing.T, s issuer.Store) {
+func testGetUnknown(t *testing.T, s issuer.Store, _ Entries) {
 	_, err := s.Get(context.Background(), "r00000000000000000000000000")
 	if !errors.Is(err, issuer.ErrNotFound) {
 		t.Errorf("Get of an unknown ID: %v, want ErrNotFound", err)
 	}
 }
 
-func testRoundTrip(t *testing.T, s issuer.Store) {
+func testRoundTrip(t *testing.T, s issuer.Store, _ Entries) {
 	r := request(1, "spiffe://example.org/person/dev")
 	r.Reviews = []issuer.Review{{Approver: "spiffe://example.org/person/alice", Approve: true, Time: base}}
 	r.PublicKey = []byte{1, 2, 3}
@@ -101,7 +115,7 @@ func testRoundTrip(t *testing.T, s issuer.Store) {
 	}
 }
 
-func testVersions(t *testing.T, s issuer.Store) {
+func testVersions(t *testing.T, s issuer.Store, _ Entries) {
 	ctx := context.Background()
 	r := request(1, "spiffe://example.org/person/dev")
 	put(t, s, nil, r)
@@ -125,7 +139,7 @@ func testVersions(t *testing.T, s issuer.Store) {
 	}
 }
 
-func testList(t *testing.T, s issuer.Store) {
+func testList(t *testing.T, s issuer.Store, _ Entries) {
 	ctx := context.Background()
 	dev, ops := "spiffe://example.org/person/dev", "spiffe://example.org/person/ops"
 	var all []*issuer.Request
@@ -188,7 +202,7 @@ func testList(t *testing.T, s issuer.Store) {
 	}
 }
 
-func testDue(t *testing.T, s issuer.Store) {
+func testDue(t *testing.T, s issuer.Store, _ Entries) {
 	ctx := context.Background()
 	a, b := request(1, "spiffe://example.org/person/dev"), request(2, "spiffe://example.org/person/dev")
 	b.ReviewDeadline = base.Add(10 * time.Minute) // due before a
@@ -226,7 +240,7 @@ func testDue(t *testing.T, s issuer.Store) {
 	}
 }
 
-func testAudit(t *testing.T, s issuer.Store) {
+func testAudit(t *testing.T, s issuer.Store, _ Entries) {
 	if err := s.Audit(context.Background(), rec(audit.ActionPolicyLoaded, "")); err != nil {
 		t.Errorf("Audit: %v", err)
 	}
@@ -234,4 +248,101 @@ func testAudit(t *testing.T, s issuer.Store) {
 	if err := s.Audit(context.Background(), bad); err == nil {
 		t.Error("Audit accepted an unknown action")
 	}
+}
+
+// testPutRecords checks a Put with several records: one transaction that
+// stores the request and writes every record as consecutive entries, in
+// order, or writes nothing at all.
+func testPutRecords(t *testing.T, s issuer.Store, log Entries) {
+	ctx := context.Background()
+	dev := "spiffe://example.org/person/dev"
+	created := request(1, dev)
+	created.State = issuer.StateApproved
+	issued := advance(created, issuer.StateIssued)
+	issued.NotAfter = base.Add(2 * time.Hour)
+	both := []audit.Record{rec(audit.ActionRequestCreated, created.ID), rec(audit.ActionGrantIssued, created.ID)}
+	bad := rec(audit.Action("no.such.action"), created.ID)
+	tests := []struct {
+		name       string
+		prev, next *issuer.Request
+		recs       []audit.Record
+		conflict   bool // the error must match ErrConflict
+		wantState  issuer.State
+		wantAction []audit.Action
+	}{
+		{"no record", nil, created, nil, false, "", nil},
+		{"version not advanced by the record count", nil, created, both, false, "", nil},
+		{"an invalid record fails the whole put", nil, issued, []audit.Record{both[0], bad}, false, "", nil},
+		{"created and issued at once", nil, issued, both, false, issuer.StateIssued,
+			[]audit.Action{audit.ActionRequestCreated, audit.ActionGrantIssued}},
+		{"a second creation conflicts", nil, issued, both, true, issuer.StateIssued, nil},
+		{"two steps from a stale version conflict", created, advance(issued, issuer.StateRevoked), both, true, issuer.StateIssued, nil},
+		{"two steps from the stored version", issued, advance(advance(issued, issuer.StateRevoked), issuer.StateRevoked),
+			[]audit.Record{rec(audit.ActionGrantUsed, created.ID), rec(audit.ActionGrantRevoked, created.ID)}, false, issuer.StateRevoked,
+			[]audit.Action{audit.ActionGrantUsed, audit.ActionGrantRevoked}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			size := log.Size()
+			err := s.Put(ctx, tt.prev, tt.next, tt.recs...)
+			switch {
+			case tt.wantAction == nil && err == nil:
+				t.Fatal("Put succeeded")
+			case tt.wantAction != nil && err != nil:
+				t.Fatalf("Put: %v", err)
+			case tt.conflict && !errors.Is(err, issuer.ErrConflict):
+				t.Errorf("Put: %v, want ErrConflict", err)
+			}
+			var got []audit.Action
+			for seq := size; seq < log.Size(); seq++ {
+				e, err := log.Entry(seq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e.Subject != created.ID {
+					t.Errorf("entry %d has subject %q, want %s", seq, e.Subject, created.ID)
+				}
+				got = append(got, e.Action)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.wantAction) {
+				t.Errorf("new entries %v, want %v", got, tt.wantAction)
+			}
+			r, err := s.Get(ctx, created.ID)
+			switch {
+			case tt.wantState == "" && !errors.Is(err, issuer.ErrNotFound):
+				t.Errorf("Get after a failed put: %v, want ErrNotFound", err)
+			case tt.wantState != "" && (err != nil || r.State != tt.wantState || r.Version != tt.next.Version && tt.wantAction != nil):
+				t.Errorf("Get: %v (%v), want %s", r, err, tt.wantState)
+			}
+			if got, want := indexed(t, s), map[issuer.State]string{issuer.StateIssued: "[1]", issuer.StateRevoked: "[]"}[tt.wantState]; want != "" && got != want {
+				t.Errorf("ISSUED and due at the grant's end: %s, want %s", got, want)
+			}
+		})
+	}
+}
+
+// indexed returns the numbers of the requests that List finds ISSUED and
+// that are also due at base+2h.
+func indexed(t *testing.T, s issuer.Store) string {
+	t.Helper()
+	ctx := context.Background()
+	list, _, err := s.List(ctx, issuer.Query{States: []issuer.State{issuer.StateIssued}, Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	due, err := s.Due(ctx, base.Add(2*time.Hour), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, r := range list {
+		for _, d := range due {
+			if d.ID == r.ID {
+				var n int
+				fmt.Sscanf(r.ID, "r%d", &n)
+				out = append(out, n)
+			}
+		}
+	}
+	return fmt.Sprint(out)
 }
