@@ -17,44 +17,46 @@ import (
 // ended, long enough for any late report of an older version to arrive.
 type publishOrder struct {
 	mu    sync.Mutex
-	seen  map[string]seenVersion
-	calls int
+	seen  map[string]uint64 // request ID -> last version reported
+	ended []endedVersion    // ended requests, oldest first, to forget
 }
 
-type seenVersion struct {
+type endedVersion struct {
+	id      string
 	version uint64
-	forget  time.Time // zero while the request is live
+	forget  time.Time
 }
 
 // endedGrace is how long an ended request's version is remembered.
 const endedGrace = time.Minute
 
-func newPublishOrder() *publishOrder { return &publishOrder{seen: make(map[string]seenVersion)} }
+func newPublishOrder() *publishOrder { return &publishOrder{seen: make(map[string]uint64)} }
 
 // admit reports whether r is newer than every version of it reported
 // before, and records it.
 func (o *publishOrder) admit(r *Request, now time.Time) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if s, ok := o.seen[r.ID]; ok && s.version >= r.Version {
+	o.pruneLocked(now)
+	if v, ok := o.seen[r.ID]; ok && v >= r.Version {
 		return false
 	}
-	s := seenVersion{version: r.Version}
+	o.seen[r.ID] = r.Version
 	if r.State.Final() {
-		s.forget = now.Add(endedGrace)
-	}
-	o.seen[r.ID] = s
-	if o.calls++; o.calls%1024 == 0 {
-		o.pruneLocked(now)
+		o.ended = append(o.ended, endedVersion{id: r.ID, version: r.Version, forget: now.Add(endedGrace)})
 	}
 	return true
 }
 
-// pruneLocked forgets ended requests whose grace has passed.
+// pruneLocked forgets ended requests whose grace has passed: the oldest
+// first, so that each admit does a little of the work.
 func (o *publishOrder) pruneLocked(now time.Time) {
-	for id, s := range o.seen {
-		if !s.forget.IsZero() && now.After(s.forget) {
-			delete(o.seen, id)
+	for len(o.ended) > 0 && now.After(o.ended[0].forget) {
+		e := o.ended[0]
+		if o.seen[e.id] == e.version {
+			delete(o.seen, e.id)
 		}
+		o.ended[0] = endedVersion{}
+		o.ended = o.ended[1:]
 	}
 }
