@@ -13,6 +13,7 @@ import (
 
 	"github.com/jitgrant/jitgrant/audit"
 	"github.com/jitgrant/jitgrant/grant"
+	"github.com/jitgrant/jitgrant/issuer/ca"
 	"github.com/jitgrant/jitgrant/policy"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -85,6 +86,11 @@ func parseCSR(der []byte, caller spiffeid.ID) (*x509.CertificateRequest, error) 
 	}
 	if len(csr.DNSNames)+len(csr.EmailAddresses)+len(csr.IPAddresses) > 0 {
 		return nil, fmt.Errorf("%w: csr: only a URI SAN is allowed", ErrInvalid)
+	}
+	// Refused now rather than at issuance, where the request would already
+	// be approved and the sweeper would retry it on every pass.
+	if err := ca.CheckPublicKey(csr.PublicKey); err != nil {
+		return nil, fmt.Errorf("%w: csr: public key: %v", ErrInvalid, err)
 	}
 	return csr, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"io"
@@ -148,6 +149,22 @@ func (e *env) close() {
 func csrFor(t *testing.T, id spiffeid.ID) []byte {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(id.String())
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{u}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// weakCSRFor returns a CSR for id with an RSA-1024 key, which no SVID may
+// certify.
+func weakCSRFor(t *testing.T, id spiffeid.ID) []byte {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -147,15 +147,16 @@ func (c *CA) checkRequest(req Request) error {
 		return fmt.Errorf("ca: request: TTL %s is not positive", req.TTL)
 	}
 	if req.PublicKey != nil {
-		if err := checkPublicKey(req.PublicKey); err != nil {
+		if err := CheckPublicKey(req.PublicKey); err != nil {
 			return fmt.Errorf("ca: request: public key: %w", err)
 		}
 	}
 	return nil
 }
 
-// checkPublicKey accepts the key types and sizes an SVID may certify.
-func checkPublicKey(pub crypto.PublicKey) error {
+// CheckPublicKey accepts the key types and sizes an SVID may certify:
+// ECDSA on P-256, P-384 or P-521, Ed25519, or RSA of at least 2048 bits.
+func CheckPublicKey(pub crypto.PublicKey) error {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
 		if k == nil {
