@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
-	"net/url"
 	"slices"
 	"sync"
 	"testing"
@@ -137,10 +135,5 @@ func rsaCSR(t *testing.T, bits int) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := url.Parse(dev.String())
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{u}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
+	return csrWithKey(t, dev, key)
 }

@@ -2,10 +2,10 @@ package issuer_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"errors"
 	"io"
@@ -152,22 +152,12 @@ func csrFor(t *testing.T, id spiffeid.ID) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := url.Parse(id.String())
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{u}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
+	return csrWithKey(t, id, key)
 }
 
-// weakCSRFor returns a CSR for id with an RSA-1024 key, which no SVID may
-// certify.
-func weakCSRFor(t *testing.T, id spiffeid.ID) []byte {
+// csrWithKey returns a CSR for id signed with key.
+func csrWithKey(t *testing.T, id spiffeid.ID, key crypto.Signer) []byte {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
 	u, _ := url.Parse(id.String())
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{u}}, key)
 	if err != nil {

@@ -40,7 +40,7 @@ func TestCreateRejects(t *testing.T) {
 		{"use limit too high", dev, func(in *issuer.CreateInput) { in.UseLimit = issuer.MaxUseLimit + 1 }, issuer.ErrInvalid, "use_limit"},
 		{"CSR of someone else", dev, func(in *issuer.CreateInput) { in.CSR = csrFor(t, alice) }, issuer.ErrInvalid, "csr: its URI SAN must be the caller's"},
 		{"CSR garbage", dev, func(in *issuer.CreateInput) { in.CSR = []byte("not a csr") }, issuer.ErrInvalid, "csr:"},
-		{"CSR with a weak key", dev, func(in *issuer.CreateInput) { in.CSR = weakCSRFor(t, dev) }, issuer.ErrInvalid, "csr: public key: RSA key of 1024 bits"},
+		{"CSR with a weak key", dev, func(in *issuer.CreateInput) { in.CSR = rsaCSR(t, 1024) }, issuer.ErrInvalid, "csr: public key: RSA key of 1024 bits"},
 		{"start in the past", dev, func(in *issuer.CreateInput) { in.Start = e.clock.Now().Add(-time.Hour) }, issuer.ErrInvalid, "start_time"},
 		{"start too far ahead", dev, func(in *issuer.CreateInput) { in.Start = e.clock.Now().Add(30 * 24 * time.Hour) }, issuer.ErrInvalid, "start_time: more than"},
 		{"break-glass scheduled", dev, func(in *issuer.CreateInput) { in.BreakGlass, in.Start = true, e.clock.Now().Add(time.Hour) }, issuer.ErrInvalid, "start_time: a break-glass"},
