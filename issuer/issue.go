@@ -128,10 +128,18 @@ type Fetched struct {
 // CSR, and only when withKey is set (the Workload API, which delivers the
 // key over its socket), a new key pair and certificate are made for this
 // fetch, valid until the grant's end.
+//
+// An issued grant is read from the in-memory index of issued grants, which
+// every committed change updates before the call that made it returns; only
+// the cases that end in an error (another requester's grant, one not
+// issued, an unknown ID) read the store, so that the error says why.
 func (is *Issuer) Fetch(ctx context.Context, caller spiffeid.ID, id string, withKey bool) (*Fetched, error) {
-	r, err := is.cfg.Store.Get(ctx, id)
-	if err != nil {
-		return nil, err
+	r := is.issued.get(caller.String(), id)
+	if r == nil {
+		var err error
+		if r, err = is.cfg.Store.Get(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	if r.Requester != caller.String() {
 		return nil, fmt.Errorf("%w: only the requester may fetch grant %s", ErrPermission, id)

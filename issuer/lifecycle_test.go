@@ -349,3 +349,73 @@ func TestScheduledStartWithoutSweep(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestFetch covers every answer of Fetch for a CSR-based grant: issued
+// grants come from the in-memory index, every refusal from the store, and
+// the index follows revocation, expiry and a restart.
+func TestFetch(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	issue := func() *issuer.Request {
+		r := e.create(dev, refund(t, dev))
+		e.review(alice, r.ID, true)
+		e.review(bob, r.ID, true)
+		return e.get(r.ID)
+	}
+	issued := issue()
+	revoked := issue()
+	if _, err := e.is.Revoke(ctx, dev, revoked.ID, "done", 0); err != nil {
+		t.Fatal(err)
+	}
+	pending := e.create(dev, refund(t, dev))
+	noCSR := e.create(dev, issuer.CreateInput{Scopes: []grant.Scope{{Method: "/bank.v1.Ledger/GetBalance"}}, TTL: 5 * time.Minute})
+
+	tests := []struct {
+		name string
+		who  spiffeid.ID
+		id   string
+		err  error
+	}{
+		{"issued, by its requester", dev, issued.ID, nil},
+		{"issued, by another", alice, issued.ID, issuer.ErrPermission},
+		{"revoked", dev, revoked.ID, issuer.ErrState},
+		{"pending", dev, pending.ID, issuer.ErrState},
+		{"made without a CSR", dev, noCSR.ID, issuer.ErrState},
+		{"unknown", dev, "req-unknown", issuer.ErrNotFound},
+	}
+	check := func(t *testing.T, who spiffeid.ID, id string, want error) {
+		t.Helper()
+		f, err := e.is.Fetch(ctx, who, id, false)
+		switch {
+		case want != nil && !isErr(err, want):
+			t.Fatalf("Fetch: %v, want %v", err, want)
+		case want == nil && err != nil:
+			t.Fatalf("Fetch: %v", err)
+		case want == nil && (f.Request.ID != id || len(f.CertChain) == 0 || f.Key != nil):
+			t.Fatalf("Fetch: request %s, %d certs, key %v", f.Request.ID, len(f.CertChain), f.Key != nil)
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { check(t, tt.who, tt.id, tt.err) })
+	}
+	fetched := 0
+	for _, a := range e.entries() {
+		if a == audit.ActionGrantFetched {
+			fetched++
+		}
+	}
+	if fetched != 1 {
+		t.Errorf("%d grant.fetched entries, want 1 (refusals are not fetches)", fetched)
+	}
+
+	t.Run("after a restart", func(t *testing.T) {
+		e.close()
+		e.open()
+		check(t, dev, issued.ID, nil)
+		check(t, dev, revoked.ID, issuer.ErrState)
+	})
+	t.Run("past its end, before the sweeper", func(t *testing.T) {
+		e.clock.Add(11 * time.Minute)
+		check(t, dev, issued.ID, issuer.ErrState)
+	})
+}

@@ -61,6 +61,14 @@ func (x *issuedIndex) update(r *Request) {
 	}
 }
 
+// get returns requester's issued grant id, or nil when the index does not
+// hold it (another requester's, not issued, or unknown).
+func (x *issuedIndex) get(requester, id string) *Request {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.byReq[requester][id]
+}
+
 // count returns the number of issued grants.
 func (x *issuedIndex) count() int {
 	x.mu.RLock()
