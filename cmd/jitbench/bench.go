@@ -39,6 +39,7 @@ type config struct {
 	verifiers   int
 	revocations int
 	grants      int
+	procs       int // GOMAXPROCS in effect, for the report
 }
 
 const benchPolicy = `version: 1
@@ -245,8 +246,8 @@ func measure(ctx context.Context, cfg config, clients []*client, out io.Writer) 
 	}
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	fmt.Fprintf(out, "scenario=cycle clients=%d durable=%v csr=%s cycles=%d elapsed=%.1fs\n", cfg.clients, !cfg.async,
-		map[bool]string{true: "reused", false: "per-cycle"}[cfg.reuseCSR], len(lat), elapsed.Seconds())
+	fmt.Fprintf(out, "scenario=cycle clients=%d durable=%v csr=%s gomaxprocs=%d cycles=%d elapsed=%.1fs\n", cfg.clients, !cfg.async,
+		map[bool]string{true: "reused", false: "per-cycle"}[cfg.reuseCSR], cfg.procs, len(lat), elapsed.Seconds())
 	fmt.Fprintf(out, "cycles/s=%.0f p50=%s p99=%s max=%s\n", float64(len(lat))/elapsed.Seconds(),
 		pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
 	// CPU time per cycle (server and clients together, user and system)

@@ -21,6 +21,8 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+
+	"github.com/jitgrant/jitgrant/internal/jitd"
 )
 
 func main() {
@@ -39,6 +41,9 @@ func main() {
 	if *pprofAddr != "" {
 		go func() { fmt.Fprintln(os.Stderr, http.ListenAndServe(*pprofAddr, nil)) }()
 	}
+	// jitbench hosts the issuer, so its process is tuned as jitd serve's is
+	// (set GOMAXPROCS to measure otherwise).
+	cfg.procs = jitd.SpareProc(os.Getenv)
 	if err := run(context.Background(), cfg, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "jitbench:", err)
 		os.Exit(1)

@@ -157,6 +157,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 				h = slog.NewJSONHandler(stderr, nil)
 			}
 			logger := slog.New(h)
+			logger.Info("jitd: starting", "gomaxprocs", SpareProc(os.Getenv))
 			pass, err := ReadPassphrase(fc.CAPassphraseFile)
 			if err != nil {
 				return err
