@@ -95,6 +95,10 @@ type Server struct {
 // ServerID returns jitd's own SPIFFE ID in td: clients authorize it.
 func ServerID(td spiffeid.TrustDomain) spiffeid.ID { return spiffeid.RequireFromPath(td, "/jitd") }
 
+// streamWorkers is how many goroutines the API server keeps for running
+// request handlers (grpc.NumStreamWorkers; see Start).
+const streamWorkers = 256
+
 // Start opens the data directory and starts serving. The caller must call
 // Stop.
 func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
@@ -179,7 +183,13 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
 	}
-	s.grpc = grpc.NewServer(v.ServerOptions()...)
+	// Stream workers: a request's handler runs on a reused goroutine whose
+	// stack has already grown to what signing needs, instead of a new one
+	// that grows (and copies) its stack on every request: 4.5 % of
+	// jitbench's CPU before, 0.7 % after. A request that finds every worker
+	// busy gets its own goroutine, as without workers; 256 covers the
+	// requests in flight at jitbench's 64 to 128 clients.
+	s.grpc = grpc.NewServer(append(v.ServerOptions(), grpc.NumStreamWorkers(streamWorkers))...)
 	pb.RegisterIssuerServer(s.grpc, issuer.NewService(s.issuer, s.log))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
