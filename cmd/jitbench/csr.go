@@ -18,8 +18,10 @@ import (
 // x509.CreateCertificateRequest also verifies the signature it made: work
 // the issuer does anyway, and not what the benchmark measures.
 type csrMaker struct {
-	key *ecdsa.PrivateKey
-	tbs []byte // DER CertificationRequestInfo
+	key    *ecdsa.PrivateKey
+	tbs    []byte   // DER CertificationRequestInfo
+	pool   [][]byte // presigned CSRs, handed out by next
+	signed int      // CSRs next had to sign because the pool was empty
 }
 
 // oidECDSAWithSHA256 is ecdsa-with-SHA256 (RFC 5758).
@@ -61,4 +63,30 @@ func (m *csrMaker) make() ([]byte, error) {
 		return nil, fmt.Errorf("csr: encoding: %w", err)
 	}
 	return der, nil
+}
+
+// presign signs n CSRs ahead of time for next to hand out.
+func (m *csrMaker) presign(n int) error {
+	m.pool = make([][]byte, 0, n)
+	for range n {
+		der, err := m.make()
+		if err != nil {
+			return err
+		}
+		m.pool = append(m.pool, der)
+	}
+	return nil
+}
+
+// next returns a presigned CSR, each once, and signs a new one (counted in
+// m.signed) when none is left.
+func (m *csrMaker) next() ([]byte, error) {
+	if n := len(m.pool); n > 0 {
+		der := m.pool[n-1]
+		m.pool[n-1] = nil
+		m.pool = m.pool[:n-1]
+		return der, nil
+	}
+	m.signed++
+	return m.make()
 }
