@@ -36,7 +36,7 @@ type config struct {
 	warmup      time.Duration
 	scenario    string
 	async       bool
-	csr         string // cycle: presigned, in-cycle or reused (see csrModes)
+	csr         string // cycle: csrPresigned, csrInCycle or csrReused
 	verifiers   int
 	revocations int
 	grants      int

@@ -16,7 +16,9 @@ import "runtime"
 // waited to run. The spare P lets them run meanwhile: jitbench's CPU use
 // rose from 1.75 to 1.88 cores and its throughput by about a tenth (see
 // BENCHMARKS.md). When no commit is syncing, the extra P costs the kernel
-// some thread switching, which the measurements include.
+// some thread switching, which the measurements include. Once set, the
+// runtime no longer follows changes of the container's CPU limit while
+// jitd runs; the limit is read at start.
 func SpareProc(getenv func(string) string) int {
 	if getenv("GOMAXPROCS") != "" {
 		return runtime.GOMAXPROCS(0)
