@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -216,35 +215,26 @@ const (
 const presignRate = 4000
 
 // presign gives every client the CSRs it will send during the warm-up and
-// the measured window, signing them on all CPUs at once.
+// the measured window, all clients signing at once.
 func presign(clients []*client, cfg config) error {
 	window := (cfg.warmup + cfg.duration).Seconds()
 	per := int(presignRate*window)/len(clients) + 1
 	errs := make([]error, len(clients))
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
 	for i, c := range clients {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			errs[i] = c.csrs.presign(per)
-		})
+		wg.Go(func() { errs[i] = c.csrs.presign(per) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
 // cycle is one CreateRequest -> ISSUED -> FetchGrant.
-func (c *client) cycle(ctx context.Context, mode string) error {
+func (c *client) cycle(ctx context.Context) error {
 	csr := c.csr
 	if csr == nil {
 		var err error
-		if mode == csrPresigned {
-			csr, err = c.csrs.next()
-		} else {
-			csr, err = c.csrs.make()
-		}
-		if err != nil {
+		// A presigned CSR, or (none presigned or none left) a new one.
+		if csr, err = c.csrs.next(); err != nil {
 			return err
 		}
 	}
@@ -282,7 +272,7 @@ func measure(ctx context.Context, cfg config, clients []*client, out io.Writer) 
 			var mine []time.Duration
 			for ctx.Err() == nil {
 				start := time.Now()
-				if err := c.cycle(ctx, cfg.csr); err != nil {
+				if err := c.cycle(ctx); err != nil {
 					if ctx.Err() == nil {
 						firstErr.CompareAndSwap(nil, &err)
 						cancel()
@@ -320,7 +310,7 @@ func measure(ctx context.Context, cfg config, clients []*client, out io.Writer) 
 	}
 	fmt.Fprintf(out, "scenario=cycle clients=%d durable=%v csr=%s gomaxprocs=%d cycles=%d elapsed=%.1fs\n", cfg.clients, !cfg.async,
 		cfg.csr, cfg.procs, len(lat), elapsed.Seconds())
-	if signed > 0 {
+	if cfg.csr == csrPresigned && signed > 0 {
 		fmt.Fprintf(out, "presigned CSRs ran out: %d signed in the cycle\n", signed)
 	}
 	fmt.Fprintf(out, "cycles/s=%.0f p50=%s p99=%s max=%s\n", float64(len(lat))/elapsed.Seconds(),

@@ -21,7 +21,7 @@ type csrMaker struct {
 	key    *ecdsa.PrivateKey
 	tbs    []byte   // DER CertificationRequestInfo
 	pool   [][]byte // presigned CSRs, handed out by next
-	signed int      // CSRs next had to sign because the pool was empty
+	signed int      // CSRs next signed because the pool was empty
 }
 
 // oidECDSAWithSHA256 is ecdsa-with-SHA256 (RFC 5758).
@@ -78,8 +78,8 @@ func (m *csrMaker) presign(n int) error {
 	return nil
 }
 
-// next returns a presigned CSR, each once, and signs a new one (counted in
-// m.signed) when none is left.
+// next returns a presigned CSR, each once, or signs a new one (counted in
+// m.signed) when none is left or none was presigned.
 func (m *csrMaker) next() ([]byte, error) {
 	if n := len(m.pool); n > 0 {
 		der := m.pool[n-1]
