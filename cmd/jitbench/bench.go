@@ -264,6 +264,10 @@ func measure(ctx context.Context, cfg config, clients []*client, out io.Writer) 
 	var mu sync.Mutex
 	var lat []time.Duration
 	var firstErr atomic.Pointer[error]
+	// The window lasts cfg.duration and, on a machine too busy to finish a
+	// cycle in that time, until the first measured cycle completes.
+	var counted sync.Once
+	measured := make(chan struct{})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -281,6 +285,7 @@ func measure(ctx context.Context, cfg config, clients []*client, out io.Writer) 
 				}
 				if measuring.Load() {
 					mine = append(mine, time.Since(start))
+					counted.Do(func() { close(measured) })
 				}
 			}
 			mu.Lock()
@@ -292,6 +297,10 @@ func measure(ctx context.Context, cfg config, clients []*client, out io.Writer) 
 	measuring.Store(true)
 	start, cpuStart := time.Now(), cpuTime()
 	time.Sleep(cfg.duration)
+	select {
+	case <-measured:
+	case <-ctx.Done():
+	}
 	measuring.Store(false)
 	elapsed, cpu := time.Since(start), cpuTime()-cpuStart
 	cancel()
