@@ -2,6 +2,7 @@ package issuer_test
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"slices"
 	"strings"
@@ -437,4 +438,33 @@ func TestBreakGlassMetrics(t *testing.T) {
 	e.close()
 	e.open()
 	want("both reviewed, after a restart", e.is, 0, 0)
+}
+
+// TestBreakGlassCertificateNamesNoApprovers: a certificate minted for a
+// break-glass grant after its review (a grant made without a CSR is minted
+// at each Workload API fetch) does not claim its reviewers approved it.
+func TestBreakGlassCertificateNamesNoApprovers(t *testing.T) {
+	e := newBreakGlassEnv(t)
+	ctx := context.Background()
+	r := e.create(dev, issuer.CreateInput{Scopes: []grant.Scope{{Method: "/bank.v1.LedgerAdmin/*"}}, TTL: 10 * time.Minute, Reason: "ledger down", BreakGlass: true})
+	for _, who := range []spiffeid.ID{alice, bob} {
+		if _, err := e.review(who, r.ID, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := e.is.Fetch(ctx, dev, r.ID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(f.CertChain[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := grant.FromCertificate(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.ID != r.ID || len(g.Approvers) != 0 {
+		t.Errorf("grant %s names approvers %v, want none", g.ID, g.Approvers)
+	}
 }
