@@ -314,6 +314,7 @@ func TestBreakGlassListing(t *testing.T) {
 	e := newBreakGlassEnv(t)
 	ctx := context.Background()
 	bg := e.breakGlass(dev)
+	e.clock.Add(time.Second) // IDs made in one millisecond sort at random
 	pending := e.create(dev, refund(t, dev))
 	ids := func(who spiffeid.ID, in issuer.ListInput) []string {
 		t.Helper()
