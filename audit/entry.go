@@ -41,6 +41,9 @@ const (
 	ActionAuditExported   Action = "audit.exported"
 	ActionEntriesLoaded   Action = "workload.entries_loaded"
 	ActionWebhookFailed   Action = "notify.webhook_failed"
+	// ActionGrantReviewed: the after-the-fact review of a break-glass grant
+	// concluded (details: verdict approved or denied); its flag cleared.
+	ActionGrantReviewed Action = "grant.reviewed"
 	// ActionCheckpoint entries are written by the log itself: see Config.CheckpointEvery.
 	ActionCheckpoint Action = "audit.checkpoint"
 )
@@ -48,7 +51,7 @@ const (
 var actions = []Action{
 	ActionRequestCreated, ActionRequestApproved, ActionRequestDenied, ActionRequestCanceled,
 	ActionRequestTimedOut, ActionBreakGlass, ActionGrantIssued, ActionGrantFetched,
-	ActionGrantRevoked, ActionGrantUsed, ActionGrantExpired, ActionPolicyLoaded,
+	ActionGrantRevoked, ActionGrantUsed, ActionGrantExpired, ActionGrantReviewed, ActionPolicyLoaded,
 	ActionEnrolled, ActionAuditExported, ActionEntriesLoaded, ActionWebhookFailed, ActionCheckpoint,
 }
 

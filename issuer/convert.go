@@ -57,7 +57,7 @@ func requestToProto(r *Request) *pb.AccessRequest {
 		Rule: r.Rule, Factors: factorsToProto(r.Factors), Missing: factorsToProto(r.Missing),
 		CreateTime: ts(r.CreateTime), UpdateTime: ts(r.UpdateTime), ReviewDeadline: ts(r.ReviewDeadline),
 		StartTime: ts(r.StartTime), NotAfter: ts(r.NotAfter), Serial: r.Serial, HasCsr: r.PublicKey != nil,
-		EndedBy: r.EndedBy, EndReason: r.EndReason, Uses: r.Uses,
+		EndedBy: r.EndedBy, EndReason: r.EndReason, Uses: r.Uses, ReviewVerdict: r.ReviewVerdict,
 	}
 	for _, s := range r.Scopes {
 		out.Scopes = append(out.Scopes, &pb.Scope{Method: s.Method, Resources: s.Resources})

@@ -173,6 +173,7 @@ func (is *Issuer) Create(ctx context.Context, caller spiffeid.ID, in CreateInput
 		r.State = StateApproved
 	case policy.BreakGlass:
 		r.State, r.BreakGlass, r.NeedsReview = StateApproved, true, true
+		r.Missing = r.Factors // what its review after the fact needs
 		action = audit.ActionBreakGlass
 		is.metrics.breakGlass.Add(1)
 		is.cfg.Logger.Warn("issuer: break-glass request", "request", id, "requester", caller.String(), "reason", in.Reason)

@@ -86,7 +86,12 @@ func (is *Issuer) mint(r *Request, pub crypto.PublicKey) (*x509svid.SVID, error)
 		return nil, fmt.Errorf("issuer: request %s: requester: %w", r.ID, err)
 	}
 	g := &grant.Grant{ID: r.ID, Scopes: r.Scopes, UseLimit: r.UseLimit}
+	// A break-glass grant has no approvers: its reviews come after the fact
+	// and a certificate minted after one (Workload API) must not claim it.
 	for _, rv := range r.Reviews {
+		if r.BreakGlass {
+			break
+		}
 		if rv.Approve && len(g.Approvers) < grant.MaxApprovers {
 			if a, err := spiffeid.FromString(rv.Approver); err == nil {
 				g.Approvers = append(g.Approvers, a)

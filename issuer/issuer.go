@@ -96,6 +96,9 @@ func New(cfg Config) (*Issuer, error) {
 	if err := is.loadLive(context.Background()); err != nil {
 		return nil, fmt.Errorf("issuer: loading live requests: %w", err)
 	}
+	if err := is.loadUnreviewed(context.Background()); err != nil {
+		return nil, fmt.Errorf("issuer: loading break-glass grants to review: %w", err)
+	}
 	return is, nil
 }
 

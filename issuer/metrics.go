@@ -3,6 +3,7 @@ package issuer
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jitgrant/jitgrant/audit"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +15,8 @@ type metrics struct {
 	countsDesc     *prometheus.Desc
 	watchersDesc   *prometheus.Desc
 	requestsDesc   *prometheus.Desc
+	unreviewedDesc *prometheus.Desc
+	oldestDesc     *prometheus.Desc
 	actions        *prometheus.CounterVec
 	reviews        *prometheus.CounterVec
 	mintSeconds    prometheus.Histogram
@@ -26,6 +29,9 @@ type metrics struct {
 
 	liveMu sync.Mutex
 	live   map[string]State // pending and approved requests (issued ones are in the issued index)
+	// unreviewed holds the creation time of every break-glass grant that
+	// needs review, in any state.
+	unreviewed map[string]time.Time
 }
 
 func newMetrics() *metrics {
@@ -43,7 +49,12 @@ func newMetrics() *metrics {
 			Name: "jitgrant_issuer_reviews_total",
 			Help: "Reviews by verdict: approve and deny (counted), duplicate (counted once already), refused (caller may not review).",
 		}, []string{"verdict"}),
-		live: make(map[string]State),
+		unreviewedDesc: prometheus.NewDesc("jitgrant_issuer_breakglass_unreviewed",
+			"Break-glass grants whose after-the-fact review is outstanding.", nil, nil),
+		oldestDesc: prometheus.NewDesc("jitgrant_issuer_breakglass_oldest_unreviewed_seconds",
+			"Age of the oldest break-glass grant whose review is outstanding; 0 when none is.", nil, nil),
+		live:       make(map[string]State),
+		unreviewed: make(map[string]time.Time),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jitgrant_issuer_request_changes_total",
 			Help: "Committed request changes, by audit action and resulting state.",
@@ -74,6 +85,33 @@ func (m *metrics) track(r *Request) {
 	} else {
 		delete(m.live, r.ID)
 	}
+	m.trackReviewLocked(r)
+}
+
+// trackReview records whether r is a break-glass grant that needs review.
+func (m *metrics) trackReview(r *Request) {
+	m.liveMu.Lock()
+	defer m.liveMu.Unlock()
+	m.trackReviewLocked(r)
+}
+
+func (m *metrics) trackReviewLocked(r *Request) {
+	if r.BreakGlass && r.NeedsReview {
+		m.unreviewed[r.ID] = r.CreateTime
+	} else {
+		delete(m.unreviewed, r.ID)
+	}
+}
+
+// unreviewedStats returns how many break-glass grants need review and the
+// age at now of the oldest (0 when none does).
+func (m *metrics) unreviewedStats(now time.Time) (n int, oldest time.Duration) {
+	m.liveMu.Lock()
+	defer m.liveMu.Unlock()
+	for _, created := range m.unreviewed {
+		oldest = max(oldest, now.Sub(created))
+	}
+	return len(m.unreviewed), oldest
 }
 
 // liveCounts returns the number of pending and approved requests.
@@ -121,6 +159,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.metrics.countsDesc
 	ch <- c.metrics.watchersDesc
 	ch <- c.metrics.requestsDesc
+	ch <- c.metrics.unreviewedDesc
+	ch <- c.metrics.oldestDesc
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -143,4 +183,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.requestsDesc, prometheus.GaugeValue, issued, string(StateIssued))
 	ch <- prometheus.MustNewConstMetric(m.watchersDesc, prometheus.GaugeValue, float64(c.hub.count()), "requests")
 	ch <- prometheus.MustNewConstMetric(m.watchersDesc, prometheus.GaugeValue, float64(c.revs.followers()), "revocations")
+	n, oldest := m.unreviewedStats((*Issuer)(c).now())
+	ch <- prometheus.MustNewConstMetric(m.unreviewedDesc, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(m.oldestDesc, prometheus.GaugeValue, oldest.Seconds())
 }

@@ -22,6 +22,9 @@ type ListInput struct {
 	AwaitingMyReview bool
 	PageSize         int
 	PageToken        string
+	// NeedsReview keeps break-glass grants whose after-the-fact review is
+	// outstanding.
+	NeedsReview bool
 }
 
 // involved reports whether caller is r's requester, holds perm, or is an
@@ -46,9 +49,11 @@ func visible(p *policy.Policy, caller spiffeid.ID, r *Request) bool {
 	return involved(p, caller, r, policy.ListAll)
 }
 
-// awaiting reports whether r waits for caller's review.
+// awaiting reports whether r waits for caller's review: a pending request,
+// or a break-glass grant that needs review (in any state), that caller may
+// review and has not yet reviewed.
 func awaiting(p *policy.Policy, caller spiffeid.ID, r *Request) bool {
-	if r.State != StatePending {
+	if r.State != StatePending && !(r.BreakGlass && r.NeedsReview) {
 		return false
 	}
 	if slices.ContainsFunc(r.Reviews, func(rv Review) bool { return rv.Approver == caller.String() }) {
@@ -117,7 +122,7 @@ func (is *Issuer) List(ctx context.Context, caller spiffeid.ID, in ListInput) ([
 		size = DefaultPageSize
 	}
 	return is.cfg.Store.List(ctx, Query{
-		States: in.States, Requester: in.Requester, Match: in.filter(p, caller),
+		States: in.States, Requester: in.Requester, NeedsReview: in.NeedsReview, Match: in.filter(p, caller),
 		Before: in.PageToken, Limit: size,
 	})
 }
@@ -136,7 +141,7 @@ func (is *Issuer) Watch(ctx context.Context, caller spiffeid.ID, in ListInput, s
 		if err != nil {
 			return false
 		}
-		q := Query{States: in.States, Requester: in.Requester, Match: in.filter(p, caller)}
+		q := Query{States: in.States, Requester: in.Requester, NeedsReview: in.NeedsReview, Match: in.filter(p, caller)}
 		return q.keep(r)
 	}
 	in.PageSize, in.PageToken = MaxPageSize, ""

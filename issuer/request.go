@@ -74,6 +74,7 @@ type Request struct {
 	Uses           uint32        `json:"uses,omitempty"`
 	BreakGlass     bool          `json:"break_glass,omitempty"`
 	NeedsReview    bool          `json:"needs_review,omitempty"`
+	ReviewVerdict  string        `json:"review_verdict,omitempty"` // VerdictApproved or VerdictDenied once a break-glass review concludes
 	Rule           string        `json:"rule"`
 	Factors        []Factor      `json:"factors,omitempty"`
 	Missing        []Factor      `json:"missing,omitempty"`

@@ -15,6 +15,29 @@ import (
 // MaxCommentLength bounds a review comment and a revocation reason.
 const MaxCommentLength = 1024
 
+// The verdicts of a concluded after-the-fact review of a break-glass grant
+// (Request.ReviewVerdict).
+const (
+	VerdictApproved = "approved"
+	VerdictDenied   = "denied"
+)
+
+// ReviewInput is one review of a request.
+type ReviewInput struct {
+	// Approve is true for an approval, false for a denial.
+	Approve bool
+	// Comment is recorded with the review; at most MaxCommentLength bytes.
+	Comment string
+	// Revoke, with a denial, also revokes the request's grant if it is
+	// approved or issued (a break-glass grant under review), in the same
+	// commit as the denial. A request without a live grant (pending, or
+	// already expired or revoked) has nothing to revoke.
+	Revoke bool
+	// AckWait is how long a revocation waits for verifiers'
+	// acknowledgements, as in Revoke.
+	AckWait time.Duration
+}
+
 // ReviewResult is the outcome of a review.
 type ReviewResult struct {
 	Request *Request
@@ -22,70 +45,101 @@ type ReviewResult struct {
 	// approving twice); Note says why.
 	Counted bool
 	Note    string
+	// Revoked is true when the review revoked the grant (ReviewInput.Revoke);
+	// Following and Acknowledged are then as in RevokeResult.
+	Revoked                 bool
+	Following, Acknowledged int
 }
 
-// Review records caller's approval (approve) or denial of a pending request.
+// Review records caller's approval (approve) or denial of a request; see
+// ReviewWith.
+func (is *Issuer) Review(ctx context.Context, caller spiffeid.ID, id string, approve bool, comment string) (*ReviewResult, error) {
+	return is.ReviewWith(ctx, caller, id, ReviewInput{Approve: approve, Comment: comment})
+}
+
+// ReviewWith records caller's review of a pending request, or of a
+// break-glass grant after the fact.
+//
 // The requester cannot review their own request; a caller outside the
 // rule's approver groups is refused; an approver counts once. When the
-// approvals satisfy every factor the request is approved, and issued at
-// once unless it is scheduled later; an eligible denial ends it.
-func (is *Issuer) Review(ctx context.Context, caller spiffeid.ID, id string, approve bool, comment string) (*ReviewResult, error) {
-	if len(comment) > MaxCommentLength {
-		return nil, fmt.Errorf("%w: comment: %d bytes, at most %d", ErrInvalid, len(comment), MaxCommentLength)
+// approvals of a pending request satisfy every factor the request is
+// approved, and issued at once unless it is scheduled later; an eligible
+// denial ends it.
+//
+// A break-glass grant was issued at once and flagged NeedsReview. Its
+// rule's approvers review it after the fact, under the same rules and in
+// whatever state it is now: an expired or revoked grant still owes its
+// review, which is about accountability, not access. Each review is
+// recorded with its comment. When the approvals satisfy every factor, or
+// an eligible denial would have ended a pending request, the review
+// concludes: the flag clears and ReviewVerdict says how, in an entry of
+// its own (grant.reviewed) committed with the review that concluded it.
+// A concluded review takes no more reviews. A denial with in.Revoke set
+// also revokes the grant if it is still live.
+func (is *Issuer) ReviewWith(ctx context.Context, caller spiffeid.ID, id string, in ReviewInput) (*ReviewResult, error) {
+	if len(in.Comment) > MaxCommentLength {
+		return nil, fmt.Errorf("%w: comment: %d bytes, at most %d", ErrInvalid, len(in.Comment), MaxCommentLength)
+	}
+	if in.Revoke && in.Approve {
+		return nil, fmt.Errorf("%w: revoke: only a denial revokes", ErrInvalid)
+	}
+	if in.AckWait < 0 || in.AckWait > MaxAckWait {
+		return nil, fmt.Errorf("%w: ack_timeout: %s not in [0, %s]", ErrInvalid, in.AckWait, MaxAckWait)
 	}
 	p, err := is.policy()
 	if err != nil {
 		return nil, err
 	}
 	res := &ReviewResult{Counted: true}
-	r, err := is.change(ctx, id, func(r *Request) (audit.Record, error) {
-		if r.State != StatePending {
-			return audit.Record{}, fmt.Errorf("%w: request %s is %s, not PENDING", ErrState, id, r.State)
+	r, err := is.changeSteps(ctx, id, func(r *Request, s *steps) error {
+		if r.State != StatePending && !r.BreakGlass {
+			return fmt.Errorf("%w: request %s is %s, not PENDING", ErrState, id, r.State)
 		}
 		requester, err := spiffeid.FromString(r.Requester)
 		if err != nil {
-			return audit.Record{}, fmt.Errorf("issuer: request %s: requester: %w", id, err)
+			return fmt.Errorf("issuer: request %s: requester: %w", id, err)
 		}
 		if ok, why := p.EligibleApprover(r.Rule, requester, caller); !ok {
 			is.metrics.reviewsRefused.Add(1)
 			is.metrics.reviews.WithLabelValues(verdictRefused).Inc()
-			return audit.Record{}, fmt.Errorf("%w: %s may not review request %s: %s", ErrPermission, caller, id, why)
+			return fmt.Errorf("%w: %s may not review request %s: %s", ErrPermission, caller, id, why)
+		}
+		if r.BreakGlass && !r.NeedsReview {
+			return fmt.Errorf("%w: the review of break-glass grant %s has concluded (%s); to end the grant, revoke it", ErrState, id, r.ReviewVerdict)
 		}
 		for _, rv := range r.Reviews {
-			if rv.Approver == caller.String() && rv.Approve == approve {
+			if rv.Approver == caller.String() && rv.Approve == in.Approve {
 				res.Counted, res.Note = false, fmt.Sprintf("%s already reviewed request %s this way; a review counts once", caller, id)
-				return audit.Record{}, errSkip
+				if in.Revoke {
+					res.Note += "; nothing revoked (revoke it with RevokeGrant)"
+				}
+				return errSkip
 			}
 		}
 		now := is.now()
-		r.Reviews = append(r.Reviews, Review{Approver: caller.String(), Approve: approve, Comment: comment, Time: now})
+		r.Reviews = append(r.Reviews, Review{Approver: caller.String(), Approve: in.Approve, Comment: in.Comment, Time: now})
 		prog, err := p.Evaluate(r.Rule, requester, policyReviews(r.Reviews))
 		if err != nil {
-			return audit.Record{}, fmt.Errorf("%w: request %s: %v", ErrState, id, err)
+			return fmt.Errorf("%w: request %s: %v", ErrState, id, err)
 		}
-		details := map[string]string{"approve": fmt.Sprint(approve)}
-		if comment != "" {
-			details["comment"] = comment
+		if r.State == StatePending {
+			s.add(r, reviewPending(caller, r, prog, in))
+		} else {
+			is.reviewAfter(caller, r, prog, in, s, now)
 		}
-		action := audit.ActionRequestApproved
-		switch {
-		case prog.Denied:
-			r.State, r.EndedBy, r.EndReason, r.Missing = StateDenied, caller.String(), comment, nil
-			action = audit.ActionRequestDenied
-		case !approve:
-			// A denial that does not end the request (deny_ends_request:
-			// false) is recorded and counted for nothing.
-			action = audit.ActionRequestDenied
-			r.Missing = factors(prog.Missing)
-		case prog.Satisfied:
-			r.State, r.Missing = StateApproved, nil
-			details["outcome"] = "approved"
-		default:
-			r.Missing = factors(prog.Missing)
-			details["outcome"] = "still pending: needs " + factorText(prog.Missing)
+		if in.Revoke && (r.State == StateIssued || r.State == StateApproved) {
+			r.State, r.EndedBy, r.EndReason = StateRevoked, caller.String(), in.Comment
+			details := map[string]string{"review": "denied"}
+			if in.Comment != "" {
+				details["reason"] = in.Comment
+			}
+			if !r.NotAfter.IsZero() {
+				details["not_after"] = r.NotAfter.Format(time.RFC3339)
+			}
+			s.add(r, record(caller, audit.ActionGrantRevoked, details))
+			res.Revoked = true
 		}
-		details["state"] = string(r.State)
-		return record(caller, action, details), nil
+		return nil
 	})
 	if errors.Is(err, errSkip) {
 		is.metrics.reviews.WithLabelValues(verdictDuplicate).Inc()
@@ -96,11 +150,16 @@ func (is *Issuer) Review(ctx context.Context, caller spiffeid.ID, id string, app
 		return nil, err
 	}
 	verdict := verdictDeny
-	if approve {
+	if in.Approve {
 		verdict = verdictApprove
 	}
 	is.metrics.reviews.WithLabelValues(verdict).Inc()
 	res.Request = r
+	if res.Revoked {
+		is.metrics.revoked.Add(1)
+		w := is.revs.add(Revocation{GrantID: r.ID, NotAfter: r.grantEnd()}, true)
+		res.Following, res.Acknowledged = is.revs.wait(ctx, r.ID, w, in.AckWait)
+	}
 	if r.State == StateApproved {
 		issued, err := is.issueIfDue(ctx, r)
 		if err != nil {
@@ -111,6 +170,150 @@ func (is *Issuer) Review(ctx context.Context, caller spiffeid.ID, id string, app
 		}
 	}
 	return res, nil
+}
+
+// reviewPending applies the latest review of pending request r, whose
+// tally is prog, and returns its audit record.
+func reviewPending(caller spiffeid.ID, r *Request, prog policy.Progress, in ReviewInput) audit.Record {
+	details := map[string]string{"approve": fmt.Sprint(in.Approve)}
+	if in.Comment != "" {
+		details["comment"] = in.Comment
+	}
+	action := audit.ActionRequestApproved
+	switch {
+	case prog.Denied:
+		r.State, r.EndedBy, r.EndReason, r.Missing = StateDenied, caller.String(), in.Comment, nil
+		action = audit.ActionRequestDenied
+	case !in.Approve:
+		// A denial that does not end the request (deny_ends_request:
+		// false) is recorded and counted for nothing.
+		action = audit.ActionRequestDenied
+		r.Missing = factors(prog.Missing)
+	case prog.Satisfied:
+		r.State, r.Missing = StateApproved, nil
+		details["outcome"] = "approved"
+	default:
+		r.Missing = factors(prog.Missing)
+		details["outcome"] = "still pending: needs " + factorText(prog.Missing)
+	}
+	details["state"] = string(r.State)
+	return record(caller, action, details)
+}
+
+// reviewAfter adds to s the steps of the latest review of break-glass grant
+// r, whose tally is prog: the review itself and, when it concludes the
+// review, the clearing of the flag.
+func (is *Issuer) reviewAfter(caller spiffeid.ID, r *Request, prog policy.Progress, in ReviewInput, s *steps, now time.Time) {
+	details := map[string]string{"approve": fmt.Sprint(in.Approve), "break_glass": "true", "state": string(r.State)}
+	if in.Comment != "" {
+		details["comment"] = in.Comment
+	}
+	action := audit.ActionRequestApproved
+	if !in.Approve {
+		action = audit.ActionRequestDenied
+	}
+	verdict := ""
+	switch {
+	case prog.Denied:
+		verdict = VerdictDenied
+	case prog.Satisfied:
+		verdict = VerdictApproved
+	default:
+		r.Missing = factors(prog.Missing)
+		details["outcome"] = "still needs review: needs " + factorText(prog.Missing)
+	}
+	if verdict == "" {
+		s.add(r, record(caller, action, details))
+		return
+	}
+	details["outcome"] = "review concluded: " + verdict
+	s.add(r, record(caller, action, details))
+	r.NeedsReview, r.ReviewVerdict, r.Missing = false, verdict, nil
+	cleared := map[string]string{
+		"verdict": verdict, "flagged_at": r.CreateTime.Format(time.RFC3339),
+		"review_took": now.Sub(r.CreateTime).Round(time.Second).String(),
+	}
+	if verdict == VerdictDenied {
+		cleared["denied_by"] = prog.DeniedBy.String()
+	} else {
+		ids := make([]string, 0, len(prog.Counted))
+		for _, id := range prog.Counted {
+			ids = append(ids, id.String())
+		}
+		cleared["approvers"] = strings.Join(ids, ",")
+	}
+	s.add(r, record(is.cfg.ID, audit.ActionGrantReviewed, cleared))
+	is.cfg.Logger.Info("issuer: break-glass review concluded", "request", r.ID, "verdict", verdict)
+}
+
+// steps collects the steps of one change that writes several audit
+// entries (a review, the conclusion of a break-glass review, a
+// revocation): each step is a snapshot of the request after it and its
+// record.
+type steps struct {
+	reqs []*Request
+	recs []audit.Record
+}
+
+func (s *steps) add(r *Request, rec audit.Record) {
+	s.reqs, s.recs = append(s.reqs, r.clone()), append(s.recs, rec)
+}
+
+// changeSteps is change for a transition of one or more steps, committed
+// together in one Put: the request's version advances by one per step,
+// its entries are consecutive, and watchers, metrics and notifications see
+// each step in turn. A transition that adds no step changes nothing.
+func (is *Issuer) changeSteps(ctx context.Context, id string, transition func(r *Request, s *steps) error) (*Request, error) {
+	for range maxConflictRetries {
+		cur, err := is.cfg.Store.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		var s steps
+		if err := transition(cur.clone(), &s); err != nil {
+			return cur, err
+		}
+		if len(s.reqs) == 0 {
+			return cur, errSkip
+		}
+		now := is.now()
+		for i, r := range s.reqs {
+			r.Version, r.UpdateTime = cur.Version+uint64(i)+1, now
+			s.recs[i].Subject = id
+		}
+		last := s.reqs[len(s.reqs)-1]
+		err = is.cfg.Store.Put(ctx, cur, last, s.recs...)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range s.reqs {
+			is.committed(r, s.recs[i].Action)
+		}
+		return last, nil
+	}
+	return nil, fmt.Errorf("issuer: request %s: %w: too many concurrent changes", id, ErrConflict)
+}
+
+// loadUnreviewed fills the gauges of break-glass grants awaiting review
+// from the store at start.
+func (is *Issuer) loadUnreviewed(ctx context.Context) error {
+	before := ""
+	for {
+		page, next, err := is.cfg.Store.List(ctx, Query{NeedsReview: true, Before: before, Limit: MaxPageSize})
+		if err != nil {
+			return err
+		}
+		for _, r := range page {
+			is.metrics.trackReview(r)
+		}
+		if next == "" {
+			return nil
+		}
+		before = next
+	}
 }
 
 func policyReviews(rs []Review) []policy.Review {

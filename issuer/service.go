@@ -161,6 +161,7 @@ func (s *Service) ListRequests(ctx context.Context, in *pb.ListRequestsRequest) 
 	if err != nil {
 		return nil, err
 	}
+	li.NeedsReview = in.GetNeedsReview()
 	li.PageSize, li.PageToken = int(in.GetPageSize()), in.GetPageToken()
 	rs, next, err := s.is.List(ctx, id, li)
 	if err != nil {
@@ -191,11 +192,12 @@ func (s *Service) review(ctx context.Context, in *pb.ReviewRequest, approve bool
 	if err := checkID(in.GetId()); err != nil {
 		return nil, err
 	}
-	res, err := s.is.Review(ctx, id, in.GetId(), approve, in.GetComment())
+	res, err := s.is.ReviewWith(ctx, id, in.GetId(), ReviewInput{Approve: approve, Comment: in.GetComment(), Revoke: in.GetRevoke(), AckWait: DefaultAckTimeout})
 	if err != nil {
 		return nil, s.toStatus(ctx, "Review", err)
 	}
-	return &pb.ReviewResponse{Request: requestToProto(res.Request), Counted: res.Counted, Note: res.Note}, nil
+	return &pb.ReviewResponse{Request: requestToProto(res.Request), Counted: res.Counted, Note: res.Note,
+		Revoked: res.Revoked, VerifiersFollowing: int32(res.Following), VerifiersAcknowledged: int32(res.Acknowledged)}, nil
 }
 
 // CancelRequest implements pb.IssuerServer.
@@ -287,6 +289,7 @@ func (s *Service) WatchRequests(in *pb.WatchRequestsRequest, stream grpc.ServerS
 	if err != nil {
 		return err
 	}
+	li.NeedsReview = in.GetNeedsReview()
 	err = s.is.Watch(ctx, id, li, func(r *Request) error {
 		return stream.Send(&pb.RequestEvent{Request: requestToProto(r)})
 	})

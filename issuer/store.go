@@ -45,6 +45,9 @@ type Query struct {
 	States []State
 	// Requester, when set, keeps the requests of this SPIFFE ID.
 	Requester string
+	// NeedsReview, when set, keeps break-glass grants whose after-the-fact
+	// review is outstanding (Request.NeedsReview).
+	NeedsReview bool
 	// Match, when set, keeps the requests it returns true for.
 	Match func(*Request) bool
 	// Before, when set, starts after this request ID (for paging).
@@ -60,6 +63,9 @@ func (q *Query) keep(r *Request) bool {
 	if q.Requester != "" && r.Requester != q.Requester {
 		return false
 	}
+	if q.NeedsReview && !r.NeedsReview {
+		return false
+	}
 	return q.Match == nil || q.Match(r)
 }
 
@@ -71,6 +77,7 @@ func (q *Query) keep(r *Request) bool {
 //	i/u/<requester> 0x00 <id>   -> "" (requester index)
 //	i/d/<due> <id>              -> "" (deadline index; due as 8 bytes of
 //	                               big-endian Unix nanoseconds)
+//	i/n/<id>                    -> "" (break-glass grants that need review)
 //
 // Request IDs sort by creation time, so every index lists oldest first.
 func recordKey(id string) []byte  { return []byte("i/r/" + id) }
@@ -81,6 +88,7 @@ func stateKey(s State, id string) []byte {
 func requesterKey(requester, id string) []byte {
 	return []byte("i/u/" + requester + "\x00" + id)
 }
+func needsReviewKey(id string) []byte { return []byte("i/n/" + id) }
 func dueKey(t time.Time, id string) []byte {
 	k := binary.BigEndian.AppendUint64([]byte("i/d/"), uint64(t.UnixNano()))
 	return append(k, id...)
@@ -132,6 +140,8 @@ func (s *BadgerStore) List(_ context.Context, q Query) ([]*Request, string, erro
 	var prefix []byte
 	idOf := func(key []byte) string { return string(key[len(prefix):]) }
 	switch {
+	case q.NeedsReview:
+		prefix = []byte("i/n/")
 	case len(q.States) == 1 && (q.States[0] == StatePending || q.States[0] == StateApproved || q.States[0] == StateIssued):
 		prefix = []byte("i/s/" + string(q.States[0]) + "/")
 	case q.Requester != "":
@@ -256,6 +266,17 @@ func writeIndexes(tx audit.Tx, prev, next *Request, val []byte) error {
 	}
 	if prev == nil {
 		if err := tx.Set(requesterKey(next.Requester, id), nil); err != nil {
+			return err
+		}
+	}
+	if flagged := prev != nil && prev.NeedsReview; flagged != next.NeedsReview {
+		var err error
+		if next.NeedsReview {
+			err = tx.Set(needsReviewKey(id), nil)
+		} else {
+			err = tx.Delete(needsReviewKey(id))
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -96,7 +96,8 @@ func TestReviewRules(t *testing.T) {
 		}
 		// security may revoke it.
 		out := e.ok(bob, "revoke", id, "--reason", "incident over").stdout
-		if out != id+" is REVOKED by spiffe://example.org/person/bob: incident over\nacknowledged by 0 of 0 verifiers following revocations\n" {
+		if out != id+" is REVOKED by spiffe://example.org/person/bob: incident over (break-glass: needs review by 1 approver from [security])\n"+
+			"acknowledged by 0 of 0 verifiers following revocations\n" {
 			t.Errorf("revoke printed %q", out)
 		}
 		var flagged bool

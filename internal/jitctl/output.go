@@ -138,13 +138,34 @@ func summary(r *pb.AccessRequest) string {
 	case pb.State_STATE_APPROVED:
 		return fmt.Sprintf("%s is APPROVED: starts at %s", id, fmtTS(r.GetStartTime()))
 	case pb.State_STATE_ISSUED:
-		s := fmt.Sprintf("%s is ISSUED: valid until %s", id, fmtTS(r.GetNotAfter()))
-		if r.GetNeedsReview() {
-			s += " (break-glass: needs review)"
-		}
-		return s
+		return fmt.Sprintf("%s is ISSUED: valid until %s%s", id, fmtTS(r.GetNotAfter()), breakGlassNote(r))
 	}
-	return fmt.Sprintf("%s is %s%s", id, stateName(r.GetState()), endedBy(r))
+	return fmt.Sprintf("%s is %s%s%s", id, stateName(r.GetState()), endedBy(r), breakGlassNote(r))
+}
+
+// breakGlassNote says where a break-glass grant's review after the fact
+// stands: " (break-glass: needs review by ...)", " (break-glass: reviewed,
+// approved)"; "" for other requests.
+func breakGlassNote(r *pb.AccessRequest) string {
+	switch {
+	case r.GetNeedsReview() && len(reviewMissing(r)) > 0:
+		return " (break-glass: needs review by " + fmtFactors(reviewMissing(r)) + ")"
+	case r.GetNeedsReview():
+		return " (break-glass: needs review)"
+	case r.GetBreakGlass() && r.GetReviewVerdict() != "":
+		return " (break-glass: reviewed, " + r.GetReviewVerdict() + ")"
+	}
+	return ""
+}
+
+// reviewMissing is what a break-glass grant's review still needs: its
+// missing factors, or all of them for a grant flagged before the issuer
+// tracked them.
+func reviewMissing(r *pb.AccessRequest) []*pb.Factor {
+	if len(r.GetMissing()) == 0 {
+		return r.GetFactors()
+	}
+	return r.GetMissing()
 }
 
 // endedBy says who ended a request and why: " by X: reason".
@@ -180,8 +201,12 @@ func printRequest(w io.Writer, r *pb.AccessRequest) error {
 	}
 	if r.GetBreakGlass() {
 		bg := "yes"
-		if r.GetNeedsReview() {
+		switch {
+		case r.GetNeedsReview():
 			bg += " (needs review)"
+			row("missing", fmtFactors(reviewMissing(r)))
+		case r.GetReviewVerdict() != "":
+			bg += " (reviewed: " + r.GetReviewVerdict() + ")"
 		}
 		row("break-glass", bg)
 	}

@@ -48,13 +48,15 @@ type selectFlags struct {
 	states       []string
 	requester    string
 	mineToReview bool
+	needsReview  bool
 }
 
 func (s *selectFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringSliceVar(&s.states, "state", nil, "only requests in these states (repeatable or comma-separated): "+strings.Join(stateNames(), ", "))
 	f.StringVar(&s.requester, "requester", "", "only requests of this SPIFFE ID")
-	f.BoolVar(&s.mineToReview, "mine-to-review", false, "only pending requests waiting for my review")
+	f.BoolVar(&s.mineToReview, "mine-to-review", false, "only requests waiting for my review: pending ones, and break-glass grants to review after the fact")
+	f.BoolVar(&s.needsReview, "needs-review", false, "only break-glass grants whose review after the fact is outstanding")
 	_ = cmd.RegisterFlagCompletionFunc("state", cobra.FixedCompletions(stateNames(), cobra.ShellCompDirectiveNoFileComp))
 }
 
@@ -89,7 +91,7 @@ func (a *app) listCommand() *cobra.Command {
 				return cli.Usage(fmt.Errorf("--limit %d: want 1 to 500 (0: the issuer's default)", limit))
 			}
 			in := &pb.ListRequestsRequest{States: states, Requester: sel.requester, AwaitingMyReview: sel.mineToReview,
-				PageSize: limit, PageToken: pageToken}
+				NeedsReview: sel.needsReview, PageSize: limit, PageToken: pageToken}
 			return a.withClient(cmd.Context(), func(c *client) error {
 				all := &pb.ListRequestsResponse{}
 				for {
@@ -161,16 +163,19 @@ func (a *app) showCommand() *cobra.Command {
 // reviewCommand returns approve (approve true) or deny.
 func (a *app) reviewCommand(approve bool) *cobra.Command {
 	var comment string
-	use, short := "approve ID", "Approve a pending request"
+	var revoke bool
+	use, short := "approve ID", "Approve a pending request, or a break-glass grant after the fact"
 	if !approve {
-		use, short = "deny ID", "Deny a pending request, which ends it"
+		use, short = "deny ID", "Deny a pending request, which ends it, or a break-glass grant after the fact"
 	}
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
 		Long: short + `. It prints "counted" when the review counted, or why it did not
 (for example a second approval by the same person), then where the request
-stands.`,
+stands. A break-glass grant is reviewed after the fact, even once expired or
+revoked: its flag clears when the rule's approvals are met, or when an
+eligible denial concludes the review.`,
 		Args: cli.Args(cobra.ExactArgs(1)),
 		ValidArgsFunction: a.completeIDs(func(*client) *pb.ListRequestsRequest {
 			return &pb.ListRequestsRequest{AwaitingMyReview: true}
@@ -183,7 +188,7 @@ stands.`,
 			return a.withClient(cmd.Context(), func(c *client) error {
 				cctx, cancel := a.call(cmd.Context())
 				defer cancel()
-				in := &pb.ReviewRequest{Id: id, Comment: comment}
+				in := &pb.ReviewRequest{Id: id, Comment: comment, Revoke: revoke}
 				var resp *pb.ReviewResponse
 				if approve {
 					resp, err = c.api.ApproveRequest(cctx, in)
@@ -202,11 +207,20 @@ stands.`,
 					fmt.Fprintln(a.stdout, "not counted:", resp.GetNote())
 				}
 				fmt.Fprintln(a.stdout, summary(resp.GetRequest()))
+				if resp.GetRevoked() {
+					fmt.Fprintf(a.stdout, "revoked; acknowledged by %d of %d verifiers following revocations\n",
+						resp.GetVerifiersAcknowledged(), resp.GetVerifiersFollowing())
+				} else if revoke && resp.GetCounted() {
+					fmt.Fprintln(a.stdout, "nothing to revoke: no live grant")
+				}
 				return nil
 			})
 		},
 	}
 	cmd.Flags().StringVar(&comment, "comment", "", "a comment recorded with the review")
+	if !approve {
+		cmd.Flags().BoolVar(&revoke, "revoke", false, "also revoke the grant at once (a break-glass grant under review)")
+	}
 	return cmd
 }
 
@@ -300,7 +314,7 @@ With -o json, one RequestEvent object per line (JSON Lines).`,
 			if err != nil {
 				return err
 			}
-			in := &pb.WatchRequestsRequest{States: states, Requester: sel.requester, AwaitingMyReview: sel.mineToReview}
+			in := &pb.WatchRequestsRequest{States: states, Requester: sel.requester, AwaitingMyReview: sel.mineToReview, NeedsReview: sel.needsReview}
 			ctx := cmd.Context()
 			return a.withClient(ctx, func(c *client) error {
 				err := a.watch(ctx, c, in, func(r *pb.AccessRequest) (bool, error) {

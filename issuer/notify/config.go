@@ -23,7 +23,7 @@ import (
 //	  - name: security                 # optional, default the index
 //	    url: https://hooks.example.com/jitgrant
 //	    secret_file: /etc/jitd/webhook-security.key
-//	    events: [break_glass, revoked] # optional, default all
+//	    events: [break_glass, reviewed, revoked] # optional, default all
 //	    timeout: 5s                    # optional, per attempt
 type Endpoint struct {
 	// Name labels the endpoint in metrics, logs and audit entries: 1 to 64

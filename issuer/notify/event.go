@@ -29,9 +29,12 @@ const (
 	// KindBreakGlass: a break-glass request was made; its grant is issued
 	// at once and reviewed afterwards.
 	KindBreakGlass Kind = "break_glass"
+	// KindReviewed: the after-the-fact review of a break-glass grant
+	// concluded (verdict approved or denied) and its flag cleared.
+	KindReviewed Kind = "reviewed"
 )
 
-var kinds = []Kind{KindCreated, KindDecided, KindIssued, KindRevoked, KindBreakGlass}
+var kinds = []Kind{KindCreated, KindDecided, KindIssued, KindRevoked, KindBreakGlass, KindReviewed}
 
 // Kinds returns every kind, in lifecycle order.
 func Kinds() []Kind { return slices.Clone(kinds) }
@@ -63,10 +66,14 @@ type Event struct {
 	NotAfter time.Time `json:"not_after,omitzero"`
 	// BreakGlass is set for a break-glass request or grant.
 	BreakGlass bool `json:"break_glass"`
-	// EndedBy is who denied, canceled or revoked the request.
+	// EndedBy is who denied, canceled or revoked the request (in a
+	// reviewed event with verdict denied: who denied the break-glass grant).
 	EndedBy string `json:"ended_by,omitempty"`
 	// EndReason is the denial comment or revocation reason.
 	EndReason string `json:"end_reason,omitempty"`
+	// Verdict is how a break-glass grant's review concluded (reviewed
+	// events): approved or denied.
+	Verdict string `json:"verdict,omitempty"`
 	// Text is a one-line summary in Slack mrkdwn, so that a Slack (or
 	// compatible) incoming webhook URL can be an endpoint as is.
 	Text string `json:"text"`
@@ -79,7 +86,11 @@ type Event struct {
 //	request.break_glass                break_glass
 //	request.approved, request.denied   decided, once the request is APPROVED
 //	                                   or DENIED (a review that leaves it
-//	                                   PENDING is no decision)
+//	                                   PENDING is no decision; a review of a
+//	                                   break-glass grant after the fact
+//	                                   neither)
+//	grant.reviewed                     reviewed (the break-glass review
+//	                                   concluded; Verdict says how)
 //	request.canceled, request.timed_out decided
 //	grant.issued                       issued (BreakGlass set for break-glass)
 //	grant.revoked                      revoked
@@ -96,7 +107,7 @@ func FromChange(r *issuer.Request, action audit.Action) (Event, bool) {
 	case audit.ActionBreakGlass:
 		kind = KindBreakGlass
 	case audit.ActionRequestApproved, audit.ActionRequestDenied:
-		if r.State == issuer.StatePending {
+		if r.State == issuer.StatePending || r.BreakGlass {
 			return Event{}, false
 		}
 		kind = KindDecided
@@ -106,6 +117,8 @@ func FromChange(r *issuer.Request, action audit.Action) (Event, bool) {
 		kind = KindIssued
 	case audit.ActionGrantRevoked:
 		kind = KindRevoked
+	case audit.ActionGrantReviewed:
+		kind = KindReviewed
 	default:
 		return Event{}, false
 	}
@@ -113,6 +126,12 @@ func FromChange(r *issuer.Request, action audit.Action) (Event, bool) {
 		ID: newEventID(), Kind: kind, Time: r.UpdateTime, RequestID: r.ID, Requester: r.Requester,
 		State: string(r.State), Reason: r.Reason, Scopes: scopeStrings(r.Scopes), Approvers: approvers(r.Reviews),
 		NotAfter: r.NotAfter, BreakGlass: r.BreakGlass, EndedBy: r.EndedBy, EndReason: r.EndReason,
+		Verdict: r.ReviewVerdict,
+	}
+	if kind == KindReviewed && r.ReviewVerdict == issuer.VerdictDenied && len(r.Reviews) > 0 {
+		// The denial that concluded the review is the latest review.
+		last := r.Reviews[len(r.Reviews)-1]
+		ev.EndedBy, ev.EndReason = last.Approver, last.Comment
 	}
 	ev.Text = ev.summary()
 	return ev, true
@@ -183,11 +202,17 @@ func (ev *Event) summary() string {
 		}
 	case KindRevoked:
 		s = fmt.Sprintf(":no_entry_sign: grant %s of %s revoked by %s", id, who, esc(ev.EndedBy))
+	case KindReviewed:
+		if ev.Verdict == issuer.VerdictApproved {
+			s = fmt.Sprintf(":white_check_mark: break-glass grant %s of %s reviewed: approved by %s", id, who, esc(strings.Join(ev.Approvers, ", ")))
+		} else {
+			s = fmt.Sprintf(":x: break-glass grant %s of %s reviewed: %s by %s", id, who, esc(ev.Verdict), esc(ev.EndedBy))
+		}
 	default:
 		s = fmt.Sprintf("jitgrant %s: request %s by %s", esc(string(ev.Kind)), id, who)
 	}
 	switch {
-	case ev.EndReason != "" && (ev.Kind == KindDecided || ev.Kind == KindRevoked):
+	case ev.EndReason != "" && (ev.Kind == KindDecided || ev.Kind == KindRevoked || ev.Kind == KindReviewed):
 		s += " — " + esc(ev.EndReason)
 	case ev.Reason != "" && (ev.Kind == KindCreated || ev.Kind == KindBreakGlass || ev.Kind == KindIssued):
 		s += " — reason: " + esc(ev.Reason)

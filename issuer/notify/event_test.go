@@ -105,6 +105,26 @@ func TestFromChange(t *testing.T) {
 			action: audit.ActionRequestCreated, want: notify.KindCreated,
 			wantText: ":inbox_tray: request r01j0000000000000000000000 by " + alice + " for " + scopes + " awaits review — reason: &lt;!channel&gt; see &lt;https://evil|docs&gt; &amp; co now",
 		},
+		{
+			name: "break-glass reviewed: approved", r: request(issuer.StateExpired, func(r *issuer.Request) {
+				r.BreakGlass, r.ReviewVerdict = true, issuer.VerdictApproved
+				r.Reviews = []issuer.Review{{Approver: bob, Approve: true}}
+			}),
+			action: audit.ActionGrantReviewed, want: notify.KindReviewed,
+			wantText: ":white_check_mark: break-glass grant r01j0000000000000000000000 of " + alice + " reviewed: approved by " + bob,
+		},
+		{
+			name: "break-glass reviewed: denied", r: request(issuer.StateIssued, func(r *issuer.Request) {
+				r.BreakGlass, r.ReviewVerdict = true, issuer.VerdictDenied
+				r.Reviews = []issuer.Review{{Approver: bob, Approve: true}, {Approver: carol, Comment: "no incident"}}
+			}),
+			action: audit.ActionGrantReviewed, want: notify.KindReviewed,
+			wantText: ":x: break-glass grant r01j0000000000000000000000 of " + alice + " reviewed: denied by " + carol + " — no incident",
+		},
+		// Each review of a break-glass grant after the fact is no decision:
+		// only its conclusion (grant.reviewed) is an event.
+		{name: "break-glass review", r: request(issuer.StateIssued, func(r *issuer.Request) { r.BreakGlass = true }), action: audit.ActionRequestApproved},
+		{name: "break-glass denial", r: request(issuer.StateRevoked, func(r *issuer.Request) { r.BreakGlass = true }), action: audit.ActionRequestDenied},
 		{name: "grant used", r: request(issuer.StateIssued, nil), action: audit.ActionGrantUsed},
 		{name: "grant expired", r: request(issuer.StateExpired, nil), action: audit.ActionGrantExpired},
 		{name: "grant fetched", r: request(issuer.StateIssued, nil), action: audit.ActionGrantFetched},

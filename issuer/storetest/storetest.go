@@ -43,6 +43,7 @@ func Run(t *testing.T, open Open) {
 		{"Versions", testVersions},
 		{"ListFiltersAndPages", testList},
 		{"DueFollowsState", testDue},
+		{"NeedsReviewFollowsFlag", testNeedsReview},
 		{"Audit", testAudit},
 		{"PutSeveralRecords", testPutRecords},
 	}
@@ -199,6 +200,57 @@ func testList(t *testing.T, s issuer.Store, _ Entries) {
 	}
 	if fmt.Sprint(paged) != "[7 6 5 4 3 2 1]" {
 		t.Errorf("pages of 3: %v", paged)
+	}
+}
+
+// testNeedsReview: Query.NeedsReview keeps the break-glass grants flagged
+// for review, whatever their state, and follows the flag as it clears.
+func testNeedsReview(t *testing.T, s issuer.Store, _ Entries) {
+	ctx := context.Background()
+	dev := "spiffe://example.org/person/dev"
+	flagged := func(n int) *issuer.Request {
+		r := request(n, dev)
+		r.State, r.BreakGlass, r.NeedsReview = issuer.StateIssued, true, true
+		return r
+	}
+	one, two, three := flagged(1), flagged(2), flagged(3)
+	for _, r := range []*issuer.Request{one, two, three, request(4, dev)} {
+		put(t, s, nil, r)
+	}
+	cleared := advance(two, issuer.StateIssued)
+	cleared.NeedsReview, cleared.ReviewVerdict = false, issuer.VerdictApproved
+	put(t, s, two, cleared)
+	put(t, s, three, advance(three, issuer.StateExpired)) // still flagged
+	list := func(q issuer.Query) string {
+		t.Helper()
+		var out []string
+		for {
+			page, next, err := s.List(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range page {
+				out = append(out, fmt.Sprintf("%s:%v", r.ID[len(r.ID)-1:], r.NeedsReview))
+			}
+			if next == "" {
+				return fmt.Sprint(out)
+			}
+			q.Before = next
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		q    issuer.Query
+		want string
+	}{
+		{"flagged, in pages of one", issuer.Query{NeedsReview: true, Limit: 1}, "[3:true 1:true]"},
+		{"flagged and issued", issuer.Query{NeedsReview: true, States: []issuer.State{issuer.StateIssued}, Limit: 10}, "[1:true]"},
+		{"flagged of another requester", issuer.Query{NeedsReview: true, Requester: "spiffe://example.org/person/ops", Limit: 10}, "[]"},
+		{"every request", issuer.Query{Limit: 10}, "[4:false 3:true 2:false 1:true]"},
+	} {
+		if got := list(tt.q); got != tt.want {
+			t.Errorf("%s: List = %s, want %s", tt.name, got, tt.want)
+		}
 	}
 }
 

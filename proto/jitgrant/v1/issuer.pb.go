@@ -439,12 +439,15 @@ type AccessRequest struct {
 	Reason     string               `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	UseLimit   uint32               `protobuf:"varint,7,opt,name=use_limit,json=useLimit,proto3" json:"use_limit,omitempty"`
 	BreakGlass bool                 `protobuf:"varint,8,opt,name=break_glass,json=breakGlass,proto3" json:"break_glass,omitempty"`
-	// True for a break-glass grant until someone reviews it after the fact.
+	// True for a break-glass grant until its rule's approvers review it after
+	// the fact: until their approvals meet the rule's factors, or an eligible
+	// denial concludes the review (see review_verdict).
 	NeedsReview bool `protobuf:"varint,9,opt,name=needs_review,json=needsReview,proto3" json:"needs_review,omitempty"`
 	// The rule that matched and what it needs.
 	Rule    string    `protobuf:"bytes,10,opt,name=rule,proto3" json:"rule,omitempty"`
 	Factors []*Factor `protobuf:"bytes,11,rep,name=factors,proto3" json:"factors,omitempty"`
-	// What approval still needs, while pending.
+	// What approval still needs, while pending (or, for a break-glass grant,
+	// while it needs review).
 	Missing    []*Factor              `protobuf:"bytes,12,rep,name=missing,proto3" json:"missing,omitempty"`
 	Reviews    []*Review              `protobuf:"bytes,13,rep,name=reviews,proto3" json:"reviews,omitempty"`
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
@@ -464,7 +467,11 @@ type AccessRequest struct {
 	EndedBy   string `protobuf:"bytes,21,opt,name=ended_by,json=endedBy,proto3" json:"ended_by,omitempty"`
 	EndReason string `protobuf:"bytes,22,opt,name=end_reason,json=endReason,proto3" json:"end_reason,omitempty"`
 	// RPCs accepted under the grant, as verifiers reported them.
-	Uses          uint32 `protobuf:"varint,23,opt,name=uses,proto3" json:"uses,omitempty"`
+	Uses uint32 `protobuf:"varint,23,opt,name=uses,proto3" json:"uses,omitempty"`
+	// How the after-the-fact review of a break-glass grant concluded:
+	// "approved" or "denied"; empty while it needs review (and for other
+	// requests).
+	ReviewVerdict string `protobuf:"bytes,24,opt,name=review_verdict,json=reviewVerdict,proto3" json:"review_verdict,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -658,6 +665,13 @@ func (x *AccessRequest) GetUses() uint32 {
 		return x.Uses
 	}
 	return 0
+}
+
+func (x *AccessRequest) GetReviewVerdict() string {
+	if x != nil {
+		return x.ReviewVerdict
+	}
+	return ""
 }
 
 type CreateRequestRequest struct {
@@ -870,12 +884,14 @@ type ListRequestsRequest struct {
 	States []State `protobuf:"varint,1,rep,packed,name=states,proto3,enum=jitgrant.v1.State" json:"states,omitempty"`
 	// Only requests of this requester (a SPIFFE ID).
 	Requester string `protobuf:"bytes,2,opt,name=requester,proto3" json:"requester,omitempty"`
-	// Only pending requests the caller is eligible to review and has not yet
-	// reviewed.
+	// Only requests the caller is eligible to review and has not yet
+	// reviewed: pending ones, and break-glass grants that need review.
 	AwaitingMyReview bool `protobuf:"varint,3,opt,name=awaiting_my_review,json=awaitingMyReview,proto3" json:"awaiting_my_review,omitempty"`
 	// At most this many (default 50, at most 500).
-	PageSize      int32  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageSize  int32  `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only break-glass grants whose after-the-fact review is outstanding.
+	NeedsReview   bool `protobuf:"varint,6,opt,name=needs_review,json=needsReview,proto3" json:"needs_review,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -945,6 +961,13 @@ func (x *ListRequestsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListRequestsRequest) GetNeedsReview() bool {
+	if x != nil {
+		return x.NeedsReview
+	}
+	return false
+}
+
 type ListRequestsResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Requests []*AccessRequest       `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
@@ -999,9 +1022,13 @@ func (x *ListRequestsResponse) GetNextPageToken() string {
 }
 
 type ReviewRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Comment       string                 `protobuf:"bytes,2,opt,name=comment,proto3" json:"comment,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Comment string                 `protobuf:"bytes,2,opt,name=comment,proto3" json:"comment,omitempty"`
+	// With DenyRequest on a break-glass grant: also revoke the grant, if it
+	// is still approved or issued, in the same change as the denial. The
+	// revocation waits up to 2s for verifiers' acknowledgements.
+	Revoke        bool `protobuf:"varint,3,opt,name=revoke,proto3" json:"revoke,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1050,15 +1077,27 @@ func (x *ReviewRequest) GetComment() string {
 	return ""
 }
 
+func (x *ReviewRequest) GetRevoke() bool {
+	if x != nil {
+		return x.Revoke
+	}
+	return false
+}
+
 type ReviewResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Request *AccessRequest         `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
 	// False when the review did not change anything, e.g. the same approver
 	// approving twice; note says why.
-	Counted       bool   `protobuf:"varint,2,opt,name=counted,proto3" json:"counted,omitempty"`
-	Note          string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Counted bool   `protobuf:"varint,2,opt,name=counted,proto3" json:"counted,omitempty"`
+	Note    string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	// True when revoke was asked and the grant was revoked.
+	Revoked bool `protobuf:"varint,4,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	// As in RevokeGrantResponse, when revoked.
+	VerifiersFollowing    int32 `protobuf:"varint,5,opt,name=verifiers_following,json=verifiersFollowing,proto3" json:"verifiers_following,omitempty"`
+	VerifiersAcknowledged int32 `protobuf:"varint,6,opt,name=verifiers_acknowledged,json=verifiersAcknowledged,proto3" json:"verifiers_acknowledged,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *ReviewResponse) Reset() {
@@ -1110,6 +1149,27 @@ func (x *ReviewResponse) GetNote() string {
 		return x.Note
 	}
 	return ""
+}
+
+func (x *ReviewResponse) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *ReviewResponse) GetVerifiersFollowing() int32 {
+	if x != nil {
+		return x.VerifiersFollowing
+	}
+	return 0
+}
+
+func (x *ReviewResponse) GetVerifiersAcknowledged() int32 {
+	if x != nil {
+		return x.VerifiersAcknowledged
+	}
+	return 0
 }
 
 type CancelRequestRequest struct {
@@ -1391,6 +1451,7 @@ type WatchRequestsRequest struct {
 	States           []State                `protobuf:"varint,1,rep,packed,name=states,proto3,enum=jitgrant.v1.State" json:"states,omitempty"`
 	Requester        string                 `protobuf:"bytes,2,opt,name=requester,proto3" json:"requester,omitempty"`
 	AwaitingMyReview bool                   `protobuf:"varint,3,opt,name=awaiting_my_review,json=awaitingMyReview,proto3" json:"awaiting_my_review,omitempty"`
+	NeedsReview      bool                   `protobuf:"varint,4,opt,name=needs_review,json=needsReview,proto3" json:"needs_review,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -1442,6 +1503,13 @@ func (x *WatchRequestsRequest) GetRequester() string {
 func (x *WatchRequestsRequest) GetAwaitingMyReview() bool {
 	if x != nil {
 		return x.AwaitingMyReview
+	}
+	return false
+}
+
+func (x *WatchRequestsRequest) GetNeedsReview() bool {
+	if x != nil {
+		return x.NeedsReview
 	}
 	return false
 }
@@ -1989,7 +2057,7 @@ const file_issuer_proto_rawDesc = "" +
 	"\bapprover\x18\x01 \x01(\tR\bapprover\x12\x18\n" +
 	"\aapprove\x18\x02 \x01(\bR\aapprove\x12\x18\n" +
 	"\acomment\x18\x03 \x01(\tR\acomment\x12.\n" +
-	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x8c\a\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xb3\a\n" +
 	"\rAccessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\trequester\x18\x02 \x01(\tR\trequester\x12(\n" +
@@ -2019,7 +2087,8 @@ const file_issuer_proto_rawDesc = "" +
 	"\bended_by\x18\x15 \x01(\tR\aendedBy\x12\x1d\n" +
 	"\n" +
 	"end_reason\x18\x16 \x01(\tR\tendReason\x12\x12\n" +
-	"\x04uses\x18\x17 \x01(\rR\x04uses\"\xab\x02\n" +
+	"\x04uses\x18\x17 \x01(\rR\x04uses\x12%\n" +
+	"\x0ereview_verdict\x18\x18 \x01(\tR\rreviewVerdict\"\xab\x02\n" +
 	"\x14CreateRequestRequest\x12*\n" +
 	"\x06scopes\x18\x01 \x03(\v2\x12.jitgrant.v1.ScopeR\x06scopes\x12+\n" +
 	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x16\n" +
@@ -2035,24 +2104,29 @@ const file_issuer_proto_rawDesc = "" +
 	"\arequest\x18\x01 \x01(\v2\x1a.jitgrant.v1.AccessRequestR\arequest\x121\n" +
 	"\bdecision\x18\x02 \x01(\v2\x15.jitgrant.v1.DecisionR\bdecision\"#\n" +
 	"\x11GetRequestRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xc9\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xec\x01\n" +
 	"\x13ListRequestsRequest\x12*\n" +
 	"\x06states\x18\x01 \x03(\x0e2\x12.jitgrant.v1.StateR\x06states\x12\x1c\n" +
 	"\trequester\x18\x02 \x01(\tR\trequester\x12,\n" +
 	"\x12awaiting_my_review\x18\x03 \x01(\bR\x10awaitingMyReview\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"v\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12!\n" +
+	"\fneeds_review\x18\x06 \x01(\bR\vneedsReview\"v\n" +
 	"\x14ListRequestsResponse\x126\n" +
 	"\brequests\x18\x01 \x03(\v2\x1a.jitgrant.v1.AccessRequestR\brequests\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Q\n" +
 	"\rReviewRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
-	"\acomment\x18\x02 \x01(\tR\acomment\"t\n" +
+	"\acomment\x18\x02 \x01(\tR\acomment\x12\x16\n" +
+	"\x06revoke\x18\x03 \x01(\bR\x06revoke\"\xf6\x01\n" +
 	"\x0eReviewResponse\x124\n" +
 	"\arequest\x18\x01 \x01(\v2\x1a.jitgrant.v1.AccessRequestR\arequest\x12\x18\n" +
 	"\acounted\x18\x02 \x01(\bR\acounted\x12\x12\n" +
-	"\x04note\x18\x03 \x01(\tR\x04note\"&\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\x12\x18\n" +
+	"\arevoked\x18\x04 \x01(\bR\arevoked\x12/\n" +
+	"\x13verifiers_following\x18\x05 \x01(\x05R\x12verifiersFollowing\x125\n" +
+	"\x16verifiers_acknowledged\x18\x06 \x01(\x05R\x15verifiersAcknowledged\"&\n" +
 	"\x14CancelRequestRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"x\n" +
 	"\x12RevokeGrantRequest\x12\x0e\n" +
@@ -2070,11 +2144,12 @@ const file_issuer_proto_rawDesc = "" +
 	"\n" +
 	"cert_chain\x18\x01 \x03(\fR\tcertChain\x12\x16\n" +
 	"\x06bundle\x18\x02 \x03(\fR\x06bundle\x124\n" +
-	"\arequest\x18\x03 \x01(\v2\x1a.jitgrant.v1.AccessRequestR\arequest\"\x8e\x01\n" +
+	"\arequest\x18\x03 \x01(\v2\x1a.jitgrant.v1.AccessRequestR\arequest\"\xb1\x01\n" +
 	"\x14WatchRequestsRequest\x12*\n" +
 	"\x06states\x18\x01 \x03(\x0e2\x12.jitgrant.v1.StateR\x06states\x12\x1c\n" +
 	"\trequester\x18\x02 \x01(\tR\trequester\x12,\n" +
-	"\x12awaiting_my_review\x18\x03 \x01(\bR\x10awaitingMyReview\"D\n" +
+	"\x12awaiting_my_review\x18\x03 \x01(\bR\x10awaitingMyReview\x12!\n" +
+	"\fneeds_review\x18\x04 \x01(\bR\vneedsReview\"D\n" +
 	"\fRequestEvent\x124\n" +
 	"\arequest\x18\x01 \x01(\v2\x1a.jitgrant.v1.AccessRequestR\arequest\"8\n" +
 	"\x12ExportAuditRequest\x12\x12\n" +

@@ -52,9 +52,12 @@ type IssuerClient interface {
 	GetRequest(ctx context.Context, in *GetRequestRequest, opts ...grpc.CallOption) (*AccessRequest, error)
 	// ListRequests lists requests, newest first, one page at a time.
 	ListRequests(ctx context.Context, in *ListRequestsRequest, opts ...grpc.CallOption) (*ListRequestsResponse, error)
-	// ApproveRequest records the caller's approval.
+	// ApproveRequest records the caller's approval of a pending request, or
+	// of a break-glass grant reviewed after the fact.
 	ApproveRequest(ctx context.Context, in *ReviewRequest, opts ...grpc.CallOption) (*ReviewResponse, error)
-	// DenyRequest records the caller's denial, which ends the request.
+	// DenyRequest records the caller's denial, which ends a pending request
+	// (or concludes a break-glass grant's review as denied; with revoke set,
+	// its grant is revoked in the same change).
 	DenyRequest(ctx context.Context, in *ReviewRequest, opts ...grpc.CallOption) (*ReviewResponse, error)
 	// CancelRequest ends the caller's own pending request.
 	CancelRequest(ctx context.Context, in *CancelRequestRequest, opts ...grpc.CallOption) (*AccessRequest, error)
@@ -264,9 +267,12 @@ type IssuerServer interface {
 	GetRequest(context.Context, *GetRequestRequest) (*AccessRequest, error)
 	// ListRequests lists requests, newest first, one page at a time.
 	ListRequests(context.Context, *ListRequestsRequest) (*ListRequestsResponse, error)
-	// ApproveRequest records the caller's approval.
+	// ApproveRequest records the caller's approval of a pending request, or
+	// of a break-glass grant reviewed after the fact.
 	ApproveRequest(context.Context, *ReviewRequest) (*ReviewResponse, error)
-	// DenyRequest records the caller's denial, which ends the request.
+	// DenyRequest records the caller's denial, which ends a pending request
+	// (or concludes a break-glass grant's review as denied; with revoke set,
+	// its grant is revoked in the same change).
 	DenyRequest(context.Context, *ReviewRequest) (*ReviewResponse, error)
 	// CancelRequest ends the caller's own pending request.
 	CancelRequest(context.Context, *CancelRequestRequest) (*AccessRequest, error)
