@@ -272,15 +272,16 @@ or the first bad sequence number and what is wrong, and then exits 1.`,
 	return cmd
 }
 
-// verifyFailed reports a bad export and returns errReported.
+// verifyFailed reports a bad export and returns a reportedError.
 func (a *app) verifyFailed(file string, e *verifyErrJSON) error {
+	msg := strings.TrimPrefix(strings.TrimPrefix(e.Message, "audit: "), "verify: ")
+	failed := reported(ExitFailure, fmt.Sprintf("audit verify: %s: %s", file, msg))
 	if a.json() {
 		if err := writeJSON(a.stdout, verifyJSON{File: file, Error: e}); err != nil {
 			return err
 		}
-		return errReported
+		return failed
 	}
-	msg := strings.TrimPrefix(strings.TrimPrefix(e.Message, "audit: "), "verify: ")
 	fmt.Fprintf(a.stdout, "FAIL: %s: %s\n", file, msg)
-	return errReported
+	return failed
 }
