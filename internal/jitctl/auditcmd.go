@@ -226,7 +226,10 @@ func (a *app) auditVerifyCommand() *cobra.Command {
 the hash chain, the checkpoints recorded in the log, and the Merkle tree
 against the export's signed checkpoint; with --older-checkpoint, also that
 the log extends an earlier checkpoint. Prints "OK: N entries, root <hash>",
-or the first bad sequence number and what is wrong, and then exits 1.`,
+or the first bad sequence number and what is wrong with it (edited, missing,
+inserted, reordered, truncated, bad signature, not an extension), and then
+exits 1. Given an older export rather than only its checkpoint,
+--older-checkpoint also names the entry where the two logs diverge.`,
 		Args: cli.Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			file := args[0]

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -240,5 +242,29 @@ func TestExitStatus(t *testing.T) {
 				t.Errorf("exitStatus(%v) = %d, want %d", tt.err, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestExitStatusDocs: jitctl --help and the README list every exit status
+// with the same meaning.
+func TestExitStatusDocs(t *testing.T) {
+	help, _, code := run(t, "--help")
+	if code != 0 || !strings.Contains(help, exitStatusHelp) {
+		t.Fatalf("jitctl --help (exit %d) lacks the exit status table:\n%s", code, help)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for status, words := range map[int]string{
+		ExitOK: "success", ExitFailure: "any other failure", ExitUsage: "usage error", ExitDenied: "denied or refused",
+		ExitTimedOut: "timed out", ExitUnreachable: "issuer unreachable", ExitNotFound: "not found",
+	} {
+		if row := fmt.Sprintf("| %d | %s", status, words); !strings.Contains(string(readme), row) {
+			t.Errorf("README lacks the exit status row %q", row)
+		}
+		if line := fmt.Sprintf("  %d  %s", status, words); !strings.Contains(exitStatusHelp, line) {
+			t.Errorf("jitctl --help lacks %q", line)
+		}
 	}
 }
