@@ -234,7 +234,7 @@ func (a *app) revokeCommand() *cobra.Command {
 		Short: "End an approved or issued grant early",
 		Long: `End an approved or issued grant early. Its requester, anyone who may approve
 its rule, and holders of the revoke_any permission may revoke it.`,
-		Args:  cli.Args(cobra.ExactArgs(1)),
+		Args: cli.Args(cobra.ExactArgs(1)),
 		ValidArgsFunction: a.completeIDs(func(*client) *pb.ListRequestsRequest {
 			return &pb.ListRequestsRequest{States: []pb.State{pb.State_STATE_APPROVED, pb.State_STATE_ISSUED}}
 		}),
