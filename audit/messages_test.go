@@ -130,6 +130,17 @@ func TestVerifyMessages(t *testing.T) {
 			want: "audit: verify: seq 15: inserted: 1 entry inserted at 15: entry 16 is the log's entry 15 renumbered",
 		},
 		{
+			name: "forged entry inserted before the logged one, not chained",
+			data: func(t *testing.T) []byte {
+				return renumbered(t, func(ex *Export) {
+					f := forged(15) // its own hash is right; its prev_hash is not
+					f.Hash = f.ComputeHash()
+					ex.Entries = append(ex.Entries[:15:15], append([]Entry{f}, ex.Entries[15:]...)...)
+				})
+			},
+			want: "audit: verify: seq 15: inserted: an entry 15 that is not in the hash chain comes before the logged entry 15",
+		},
+		{
 			name: "forged entry inserted, chain recomputed",
 			data: func(t *testing.T) []byte {
 				return rewrite(t, raw, func(ex *Export) {

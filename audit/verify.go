@@ -175,7 +175,11 @@ func (v *verifier) entries() error {
 			return v.badSeq(i, want)
 		}
 		v.canon = e.AppendCanonical(v.canon[:0])
-		if ChainHash(e.PrevHash, v.canon) != e.Hash {
+		hashOK := ChainHash(e.PrevHash, v.canon) == e.Hash
+		if (!hashOK || e.PrevHash != v.prev) && i+1 < len(ex.Entries) && ex.Entries[i+1].Seq == e.Seq && v.chains(&ex.Entries[i+1]) {
+			return v.fail(e.Seq, KindInserted, "an entry %d that is not in the hash chain comes before the logged entry %d", e.Seq, e.Seq)
+		}
+		if !hashOK {
 			return v.badHash(e)
 		}
 		if e.PrevHash != v.prev {
@@ -203,6 +207,12 @@ func (v *verifier) entries() error {
 	}
 	v.roots[end] = v.fr.root()
 	return nil
+}
+
+// chains reports whether entry e follows the last checked entry in the hash
+// chain and its hash matches its contents.
+func (v *verifier) chains(e *Entry) bool {
+	return e.PrevHash == v.prev && ChainHash(e.PrevHash, e.AppendCanonical(nil)) == e.Hash
 }
 
 // maxShift bounds how far badHash looks for renumbered entries.
