@@ -16,14 +16,29 @@ const MaxLineSize = 1 << 20
 // entries needs at most 2*63 hashes).
 const maxProofHashes = 128
 
-// ParseError reports a malformed export and names the line (counted from 1).
+// ParseError reports a malformed export and names the line (counted from 1)
+// and, for an entry line, the sequence number the entry should have.
 type ParseError struct {
 	Line int
-	Err  error
+	// Seq is the sequence number the entry on Line should have, when Entry
+	// is true: the header's From plus the entries before it.
+	Seq   uint64
+	Entry bool
+	Err   error
 }
 
-// Error names the line and what is wrong with it.
-func (e *ParseError) Error() string { return fmt.Sprintf("audit: export line %d: %v", e.Line, e.Err) }
+// Error names the line, the entry when the line is one, and what is wrong.
+// An export cut short reads as its *VerifyError.
+func (e *ParseError) Error() string {
+	var ve *VerifyError
+	if errors.As(e.Err, &ve) {
+		return ve.Error()
+	}
+	if e.Entry {
+		return fmt.Sprintf("audit: export line %d (seq %d): %v", e.Line, e.Seq, e.Err)
+	}
+	return fmt.Sprintf("audit: export line %d: %v", e.Line, e.Err)
+}
 
 // Unwrap returns the underlying error.
 func (e *ParseError) Unwrap() error { return e.Err }
@@ -31,12 +46,23 @@ func (e *ParseError) Unwrap() error { return e.Err }
 // ParseExport reads an export written by Log.Export. It is strict: unknown,
 // duplicate or missing fields, values of the wrong type, non-canonical times,
 // malformed hashes, entries breaking the format rules, empty lines and lines
-// longer than MaxLineSize are errors (a *ParseError naming the line). It does
-// not check hashes or signatures; Verify does.
+// longer than MaxLineSize are errors (a *ParseError naming the line). An
+// export cut short (it ends after an entry line, or in the middle of a line,
+// so that its checkpoint line is missing or incomplete) is reported as a
+// *ParseError wrapping a *VerifyError of KindTruncated that names the first
+// sequence number missing. It does not check hashes or signatures; Verify
+// does.
 func ParseExport(r io.Reader) (*Export, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), MaxLineSize+1)
-	sc.Split(splitLines)
+	unterminated := false // the last line read did not end with '\n'
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		n, tok, err := splitLines(data, atEOF)
+		if tok != nil {
+			unterminated = n == len(tok)
+		}
+		return n, tok, err
+	})
 	line := 0
 	next := func() ([]byte, bool, error) {
 		if !sc.Scan() {
@@ -89,19 +115,44 @@ func ParseExport(r io.Reader) (*Export, error) {
 		if held != nil {
 			e, err := parseEntryLine(held, interned)
 			if err != nil {
-				return nil, &ParseError{Line: heldLine, Err: err}
+				return nil, &ParseError{Line: heldLine, Seq: ex.From + uint64(len(ex.Entries)), Entry: true, Err: err}
 			}
 			ex.Entries = append(ex.Entries, e)
 		}
 		held, heldLine = append(held[:0], b...), line
 	}
 	if held == nil {
+		if ex.To > ex.From {
+			return nil, &ParseError{Line: line + 1, Err: truncated(ex.From, "the export ends after its header line: entries [%d, %d) and the checkpoint line are missing", ex.From, ex.To)}
+		}
 		return nil, &ParseError{Line: line + 1, Err: errors.New("missing checkpoint line")}
 	}
 	if err := parseCheckpointLine(held, ex); err != nil {
-		return nil, &ParseError{Line: heldLine, Err: err}
+		return nil, &ParseError{Line: heldLine, Err: cutShort(ex, held, heldLine, unterminated, err, interned)}
 	}
 	return ex, nil
+}
+
+// cutShort explains why the last line of an export, b (line n), is not a
+// checkpoint line: the export was cut after an entry or in the middle of a
+// line, or the line is malformed (err).
+func cutShort(ex *Export, b []byte, n int, unterminated bool, err error, interned map[string]string) error {
+	next := ex.From + uint64(len(ex.Entries)) // the entry line n would be
+	if e, eerr := parseEntryLine(b, interned); eerr == nil {
+		return truncated(e.Seq+1, "the export ends after entry %d (line %d) without its checkpoint line; its header says it holds entries [%d, %d)", e.Seq, n, ex.From, ex.To)
+	}
+	if !unterminated {
+		return err
+	}
+	if bytes.HasPrefix(bytes.TrimSpace(b), []byte(`{"checkpoint"`)) {
+		return truncated(next, "the export ends in the middle of its checkpoint line (line %d)", n)
+	}
+	return truncated(next, "the export ends in the middle of line %d, which should be entry %d, without its checkpoint line; its header says it holds entries [%d, %d)", n, next, ex.From, ex.To)
+}
+
+// truncated is the error of an export cut short before entry seq.
+func truncated(seq uint64, format string, args ...any) *VerifyError {
+	return &VerifyError{Seq: seq, End: seq + 1, Kind: KindTruncated, Detail: fmt.Sprintf(format, args...)}
 }
 
 // splitLines splits at '\n' only; unlike bufio.ScanLines it keeps '\r', which

@@ -59,6 +59,8 @@ type VerifyError struct {
 	Seq, End uint64
 	Kind     Kind
 	Detail   string
+
+	fork bool // the export's root differs from an older checkpoint's
 }
 
 // Error reads "audit: verify: seq N: <kind>: <detail>", with the range when
@@ -173,8 +175,12 @@ func (v *verifier) entries() error {
 			return v.badSeq(i, want)
 		}
 		v.canon = e.AppendCanonical(v.canon[:0])
-		if ChainHash(e.PrevHash, v.canon) != e.Hash {
-			return v.fail(e.Seq, KindEdited, "the entry's hash does not match its contents")
+		hashOK := ChainHash(e.PrevHash, v.canon) == e.Hash
+		if (!hashOK || e.PrevHash != v.prev) && i+1 < len(ex.Entries) && ex.Entries[i+1].Seq == e.Seq && v.chains(&ex.Entries[i+1]) {
+			return v.fail(e.Seq, KindInserted, "an entry %d that is not in the hash chain comes before the logged entry %d", e.Seq, e.Seq)
+		}
+		if !hashOK {
+			return v.badHash(e)
 		}
 		if e.PrevHash != v.prev {
 			if i == 0 {
@@ -197,10 +203,41 @@ func (v *verifier) entries() error {
 	}
 	end := ex.From + uint64(len(ex.Entries))
 	if end < ex.To {
-		return v.fail(end, KindTruncated, "the export stops at %d but its header says %d", end, ex.To)
+		return v.fail(end, KindTruncated, "entries [%d, %d) are missing: the export stops at %d but its header says it holds entries [%d, %d)", end, ex.To, end, ex.From, ex.To)
 	}
 	v.roots[end] = v.fr.root()
 	return nil
+}
+
+// chains reports whether entry e follows the last checked entry in the hash
+// chain and its hash matches its contents.
+func (v *verifier) chains(e *Entry) bool {
+	return e.PrevHash == v.prev && ChainHash(e.PrevHash, e.AppendCanonical(nil)) == e.Hash
+}
+
+// maxShift bounds how far badHash looks for renumbered entries.
+const maxShift = 8
+
+// badHash reports entry e, whose hash does not match its contents. When the
+// hash matches the contents under another sequence number, entries were
+// inserted or removed before it and the later ones renumbered: the first
+// inserted or missing sequence number is the bad one.
+func (v *verifier) badHash(e *Entry) error {
+	shifted := *e
+	for d := uint64(1); d <= maxShift; d++ {
+		if e.Seq >= d && e.Seq-d >= v.ex.From {
+			shifted.Seq = e.Seq - d
+			if ChainHash(e.PrevHash, shifted.AppendCanonical(nil)) == e.Hash {
+				at := e.Seq - d
+				return v.fail(at, KindInserted, "%s inserted at %d: entry %d is the log's entry %d renumbered", nEntries(d), at, e.Seq, shifted.Seq)
+			}
+		}
+		shifted.Seq = e.Seq + d
+		if ChainHash(e.PrevHash, shifted.AppendCanonical(nil)) == e.Hash {
+			return v.fail(e.Seq, KindMissing, "%s missing from %d: entry %d is the log's entry %d renumbered", nEntries(d), e.Seq, e.Seq, shifted.Seq)
+		}
+	}
+	return v.fail(e.Seq, KindEdited, "the entry's hash does not match its contents")
 }
 
 // badSeq reports entry i, whose sequence number is not want.
@@ -288,10 +325,11 @@ func (v *verifier) extends(older, cp *Checkpoint) error {
 		return fmt.Errorf("audit: verify: older checkpoint (size %d) is outside the export's range [%d, %d]", older.Size, ex.From, ex.To)
 	}
 	if older.Size > 0 && v.roots[older.Size] != older.Root {
-		// The roots differ, but nothing signed says where; FirstDifference
-		// finds the entry when the older export is at hand.
-		return &VerifyError{Seq: ex.From, End: older.Size, Kind: KindNotExtension,
-			Detail: fmt.Sprintf("the first %d entries differ from those the older checkpoint signed", older.Size)}
+		// The roots differ, but nothing signed says where;
+		// VerifyExtension finds the entry when the older export is at hand.
+		return &VerifyError{Seq: ex.From, End: older.Size, Kind: KindNotExtension, fork: true,
+			Detail: fmt.Sprintf("the log diverges from the older checkpoint somewhere in entries [%d, %d): "+
+				"the checkpoint alone cannot say where; the older export can", ex.From, older.Size)}
 	}
 	return nil
 }
@@ -301,4 +339,80 @@ func (v *verifier) extends(older, cp *Checkpoint) error {
 func (v *verifier) unvouched(k Kind, format string, args ...any) error {
 	end := max(v.ex.To, v.vouched+1)
 	return &VerifyError{Seq: v.vouched, End: end, Kind: k, Detail: fmt.Sprintf(format, args...)}
+}
+
+// VerifyExtension is Verify with an older export in place of its checkpoint:
+// the older export must verify, and the export must extend its checkpoint.
+// When it does not, the *VerifyError (KindNotExtension) names the first
+// sequence number at which the two logs diverge, or the range it lies in
+// when the exports do not hold the entries that say.
+func VerifyExtension(ex *Export, key note.Verifier, older *Export) (*Result, error) {
+	if older == nil {
+		return Verify(ex, key, nil)
+	}
+	old, err := Verify(older, key, nil)
+	if err != nil {
+		return nil, fmt.Errorf("audit: verify: the older export does not verify: %s", strings.TrimPrefix(err.Error(), "audit: verify: "))
+	}
+	res, err := Verify(ex, key, old.Checkpoint)
+	var ve *VerifyError
+	if errors.As(err, &ve) && ve.fork {
+		return nil, divergence(older, ex, old.Checkpoint.Size)
+	}
+	return res, err
+}
+
+// divergence finds where newer's log departs from older's, whose
+// checkpoint covers size entries: the first leaf that differs, found by
+// comparing the tree hashes where both exports begin to overlap and then
+// their leaves one by one.
+func divergence(older, newer *Export, size uint64) *VerifyError {
+	lo := max(older.From, newer.From)
+	hi := min(older.To, newer.To, size)
+	fail := func(seq, end uint64, format string, args ...any) *VerifyError {
+		return &VerifyError{Seq: seq, End: max(end, seq+1), Kind: KindNotExtension, Detail: fmt.Sprintf(format, args...)}
+	}
+	if lo > hi {
+		return fail(hi, size, "the log diverges from the older checkpoint somewhere in entries [%d, %d): the exports hold no entries in common", hi, size)
+	}
+	oldLeaves, oldRoot := leavesFrom(older, lo, hi)
+	newLeaves, newRoot := leavesFrom(newer, lo, hi)
+	if oldRoot != newRoot {
+		return fail(0, lo, "the log diverges from the older checkpoint before entry %d, the first entry both exports hold: an export from an earlier entry says where", lo)
+	}
+	for i := range oldLeaves {
+		if oldLeaves[i] != newLeaves[i] {
+			seq := lo + uint64(i)
+			return fail(seq, seq+1, "the log diverges from the older checkpoint at %d: entries before %d match, entry %d differs from the one the older checkpoint signed", seq, seq, seq)
+		}
+	}
+	return fail(hi, size, "the log diverges from the older checkpoint somewhere in entries [%d, %d): the entries before %d match; the older export stops there", hi, size, hi)
+}
+
+// leavesFrom returns the leaf hashes of ex's entries [lo, hi) and the tree
+// hash of its first lo entries. ex holds [lo, hi) and has verified.
+func leavesFrom(ex *Export, lo, hi uint64) ([]Hash, Hash) {
+	f := fringe{n: ex.From, hashes: append([]Hash(nil), ex.Fringe...)}
+	var canon []byte
+	leaves := make([]Hash, 0, hi-lo)
+	var root Hash
+	for i := range ex.Entries {
+		e := &ex.Entries[i]
+		if e.Seq == lo {
+			root = f.root()
+		}
+		if e.Seq >= hi {
+			break
+		}
+		canon = e.AppendCanonical(canon[:0])
+		leaf := LeafHash(canon, e.Hash)
+		if e.Seq >= lo {
+			leaves = append(leaves, leaf)
+		}
+		f.push(leaf, nil)
+	}
+	if lo == ex.From+uint64(len(ex.Entries)) {
+		root = f.root()
+	}
+	return leaves, root
 }

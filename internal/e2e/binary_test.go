@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,6 +101,16 @@ func TestBinaries(t *testing.T) {
 	var exitErr *exec.ExitError
 	if err := exec.CommandContext(ctx, jitctlBin, "request", "--scope", "nope").Run(); !errors.As(err, &exitErr) || exitErr.ExitCode() != 2 {
 		t.Errorf("jitctl usage error: %v, want exit status 2", err)
+	}
+	// An issuer nobody listens for exits 5 (unreachable), as a process too.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	if err := exec.CommandContext(ctx, jitctlBin, "--server", closed, "--identity", devDir, "list").Run(); !errors.As(err, &exitErr) || exitErr.ExitCode() != 5 {
+		t.Errorf("jitctl against a closed port: %v, want exit status 5", err)
 	}
 
 	if err := serve.Process.Signal(syscall.SIGTERM); err != nil {

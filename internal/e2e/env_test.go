@@ -217,13 +217,13 @@ func (e *env) ok(who string, args ...string) result {
 	return r
 }
 
-// fails runs jitctl and fails the test unless it exits 1 with a one-line
-// error on stderr containing each of want.
+// fails runs jitctl and fails the test unless it exits 3 (denied or
+// refused) with a one-line error on stderr containing each of want.
 func (e *env) fails(who string, args []string, want ...string) result {
 	e.t.Helper()
 	r := e.jitctl(who, args...)
-	if r.code != 1 {
-		e.t.Fatalf("%s: jitctl %s: want exit 1, got %s", who, strings.Join(args, " "), r)
+	if r.code != jitctl.ExitDenied {
+		e.t.Fatalf("%s: jitctl %s: want exit %d, got %s", who, strings.Join(args, " "), jitctl.ExitDenied, r)
 	}
 	for _, w := range want {
 		if !strings.Contains(r.stderr, w) {

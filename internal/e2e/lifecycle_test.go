@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jitgrant/jitgrant/audit"
+	"github.com/jitgrant/jitgrant/internal/jitctl"
 	"github.com/jitgrant/jitgrant/internal/jitd"
 	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -38,7 +39,7 @@ func TestPendingTimeout(t *testing.T) {
 		t.Fatalf("Sweep: %v", err)
 	}
 	res := w.wait(t)
-	if res.code != 1 || !strings.Contains(res.stderr, "jitctl: request "+id+" TIMED_OUT: nobody approved it by its review deadline") {
+	if res.code != jitctl.ExitTimedOut || !strings.Contains(res.stderr, "jitctl: request "+id+" TIMED_OUT: nobody approved it by its review deadline") {
 		t.Errorf("request --wait on a request that timed out: %s", res)
 	}
 	for _, r := range []string{id, reviewed} {

@@ -104,6 +104,10 @@ func TestREADMEQuickstart(t *testing.T) {
 		t.Fatal("the Quickstart never starts jitd serve")
 	}
 	all := outputs.String()
+	// The README's policy is one that policy check passes without a warning.
+	if strings.Contains(all, "warning:") {
+		t.Errorf("the Quickstart's output has warnings:\n%s", all)
+	}
 	for _, want := range []string{"outcome: needs_approval", "refused: nobody approves their own request", "is ISSUED", "grant:", "OK: "} {
 		if !strings.Contains(all, want) {
 			t.Errorf("the Quickstart's output lacks %q:\n%s", want, all)

@@ -67,7 +67,7 @@ func TestReviewRules(t *testing.T) {
 			t.Errorf("deny printed %q, want %q", out, want)
 		}
 		res := w.wait(t)
-		if res.code != 1 || !strings.Contains(res.stderr, "jitctl: request "+id+" was DENIED by spiffe://example.org/person/bob: not during the freeze") {
+		if res.code != jitctl.ExitDenied || !strings.Contains(res.stderr, "jitctl: request "+id+" was DENIED by spiffe://example.org/person/bob: not during the freeze") {
 			t.Errorf("request --wait after a denial: %s", res)
 		}
 		e.wantState(dev, id, pb.State_STATE_DENIED)
@@ -133,9 +133,9 @@ func TestReviewRules(t *testing.T) {
 			resp.GetDecision().GetOutcome() != pb.Outcome_OUTCOME_AUTO_APPROVED {
 			t.Errorf("dry run -o json: %v %v", &resp, err)
 		}
-		// A request policy would deny: the dry run says why and exits 1.
+		// A request policy would deny: the dry run says why and exits 3.
 		r = e.jitctl(dev, "request", "--dry-run", "--scope", mRefund+"@accounts/1", "--ttl", "10m", "--reason", "because")
-		if r.code != 1 || !strings.Contains(r.stdout, "outcome: denied\n") || !strings.Contains(r.stdout, "reason does not match pattern") {
+		if r.code != jitctl.ExitDenied || !strings.Contains(r.stdout, "outcome: denied\n") || !strings.Contains(r.stdout, "reason does not match pattern") {
 			t.Errorf("denied dry run: %s", r)
 		}
 		after := e.listAll()

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jitgrant/jitgrant/audit"
 	"github.com/jitgrant/jitgrant/internal/kv"
@@ -27,12 +28,19 @@ type auditFixture struct {
 
 func newAuditLog(t *testing.T, n int) *auditFixture {
 	t.Helper()
-	dir := t.TempDir()
-	db, err := kv.Open(filepath.Join(dir, "db"), kv.Config{GCInterval: -1, AsyncWrites: true})
+	skey, vkey, err := audit.GenerateKey("jitgrant-audit-example.org")
 	if err != nil {
 		t.Fatal(err)
 	}
-	skey, vkey, err := audit.GenerateKey("jitgrant-audit-example.org")
+	return newAuditLogKey(t, n, skey, vkey, nil)
+}
+
+// newAuditLogKey is newAuditLog with a given key; mod may change the log's
+// configuration.
+func newAuditLogKey(t *testing.T, n int, skey, vkey string, mod func(*audit.Config)) *auditFixture {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := kv.Open(filepath.Join(dir, "db"), kv.Config{GCInterval: -1, AsyncWrites: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +52,11 @@ func newAuditLog(t *testing.T, n int) *auditFixture {
 	if err := os.WriteFile(f.pub, []byte(vkey+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.log, err = audit.New(db.DB, audit.Config{Signer: signer, Origin: f.origin, Actor: "spiffe://example.org/jitd"})
+	cfg := audit.Config{Signer: signer, Origin: f.origin, Actor: "spiffe://example.org/jitd"}
+	if mod != nil {
+		mod(&cfg)
+	}
+	f.log, err = audit.New(db.DB, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +182,42 @@ func TestAuditVerify(t *testing.T) {
 		noteFile := writeFile(t, "cp.note", string(ex.Checkpoint))
 		if stdout, stderr, code := run(t, "audit", "verify", newer, "--key", f.pub, "--older-checkpoint", noteFile); code != 0 {
 			t.Fatalf("exit %d: %s%s", code, stdout, stderr)
+		}
+	})
+
+	t.Run("fork named by the older export", func(t *testing.T) {
+		// Two logs with the same key and clock: b repeats a's first 12
+		// entries, then differs.
+		skey, vkey, err := audit.GenerateKey("jitgrant-audit-example.org")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fixed := func(c *audit.Config) {
+			c.Now = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+			c.CheckpointEvery, c.CheckpointInterval = -1, -1
+		}
+		a := newAuditLogKey(t, 17, skey, vkey, fixed)
+		b := newAuditLogKey(t, 12, skey, vkey, fixed)
+		_, err = b.log.Append(context.Background(), audit.Record{Actor: "spiffe://example.org/person/mallory",
+			Action: audit.ActionRequestApproved, Subject: "r12"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.append(t, 10)
+		older, newer := a.export(t, 0, math.MaxUint64), b.export(t, 0, math.MaxUint64)
+		want := "FAIL: " + newer + ": seq 12: not an extension: the log diverges from the older checkpoint at 12: entries before 12 match, entry 12 differs from the one the older checkpoint signed\n"
+		if stdout, stderr, code := run(t, "audit", "verify", newer, "--key", a.pub, "--older-checkpoint", older); code != 1 || stdout != want {
+			t.Fatalf("exit %d\nstdout: %s\nwant:   %s\nstderr: %s", code, stdout, want, stderr)
+		}
+	})
+
+	t.Run("cut short", func(t *testing.T) {
+		data := mustRead(t, good)
+		lines := strings.SplitAfter(string(data), "\n")
+		bad := writeFile(t, "cut.jsonl", strings.Join(lines[:1+8], "")) // header and entries 0 to 7
+		want := "FAIL: " + bad + ": seq 8: truncated: the export ends after entry 7 (line 9) without its checkpoint line; its header says it holds entries [0, 20)\n"
+		if stdout, stderr, code := run(t, "audit", "verify", bad, "--key", f.pub); code != 1 || stdout != want {
+			t.Fatalf("exit %d\nstdout: %s\nwant:   %s\nstderr: %s", code, stdout, want, stderr)
 		}
 	})
 }

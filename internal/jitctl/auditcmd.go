@@ -162,16 +162,24 @@ func (in *auditInputs) register(cmd *cobra.Command, older bool) {
 	}
 }
 
+// older is what --older-checkpoint gave: a checkpoint, and the export it
+// came from when it was one.
+type older struct {
+	cp *audit.Checkpoint
+	ex *audit.Export // nil for a bare checkpoint note
+}
+
 // load reads the export, the key and the older checkpoint. A malformed
-// export is returned as a *audit.ParseError.
-func (in *auditInputs) load(file string) (*audit.Export, note.Verifier, *audit.Checkpoint, error) {
+// export is returned as a *audit.ParseError; one cut short also unwraps to a
+// *audit.VerifyError.
+func (in *auditInputs) load(file string) (*audit.Export, note.Verifier, *older, error) {
 	key, err := audit.ReadVerifier(in.keyFile)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--key: %w", err)
 	}
-	var older *audit.Checkpoint
+	var old *older
 	if in.olderFile != "" {
-		if older, err = readCheckpoint(in.olderFile, key); err != nil {
+		if old, err = readCheckpoint(in.olderFile, key); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -184,20 +192,20 @@ func (in *auditInputs) load(file string) (*audit.Export, note.Verifier, *audit.C
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return ex, key, older, nil
+	return ex, key, old, nil
 }
 
-// readCheckpoint reads a signed checkpoint note, or takes the checkpoint of
-// an export.
-func readCheckpoint(path string, key note.Verifier) (*audit.Checkpoint, error) {
+// readCheckpoint reads a signed checkpoint note, or an export and its
+// checkpoint.
+func readCheckpoint(path string, key note.Verifier) (*older, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--older-checkpoint: %w", err)
 	}
 	msg := b
+	var ex *audit.Export
 	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
-		ex, err := audit.ParseExport(bytes.NewReader(b))
-		if err != nil {
+		if ex, err = audit.ParseExport(bytes.NewReader(b)); err != nil {
 			return nil, fmt.Errorf("--older-checkpoint %s: %w", path, err)
 		}
 		msg = ex.Checkpoint
@@ -206,7 +214,7 @@ func readCheckpoint(path string, key note.Verifier) (*audit.Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--older-checkpoint %s: %w", path, err)
 	}
-	return cp, nil
+	return &older{cp: cp, ex: ex}, nil
 }
 
 func (a *app) auditVerifyCommand() *cobra.Command {
@@ -218,20 +226,37 @@ func (a *app) auditVerifyCommand() *cobra.Command {
 the hash chain, the checkpoints recorded in the log, and the Merkle tree
 against the export's signed checkpoint; with --older-checkpoint, also that
 the log extends an earlier checkpoint. Prints "OK: N entries, root <hash>",
-or the first bad sequence number and what is wrong, and then exits 1.`,
+or the first bad sequence number and what is wrong with it (edited, missing,
+inserted, reordered, truncated, bad signature, not an extension), and then
+exits 1. Given an older export rather than only its checkpoint,
+--older-checkpoint also names the entry where the two logs diverge.`,
 		Args: cli.Args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			file := args[0]
-			ex, key, older, err := in.load(file)
+			ex, key, old, err := in.load(file)
 			var pe *audit.ParseError
-			if errors.As(err, &pe) {
-				return a.verifyFailed(file, &verifyErrJSON{Kind: "malformed", Message: pe.Error()})
-			}
-			if err != nil {
+			var ve *audit.VerifyError
+			switch {
+			case errors.As(err, &ve):
+				return a.verifyFailed(file, &verifyErrJSON{Seq: ve.Seq, End: ve.End, Kind: ve.Kind.String(), Message: ve.Error()})
+			case errors.As(err, &pe):
+				e := &verifyErrJSON{Kind: "malformed", Message: pe.Error()}
+				if pe.Entry {
+					e.Seq, e.End = pe.Seq, pe.Seq+1
+				}
+				return a.verifyFailed(file, e)
+			case err != nil:
 				return err
 			}
-			res, err := audit.Verify(ex, key, older)
-			var ve *audit.VerifyError
+			var res *audit.Result
+			switch {
+			case old == nil:
+				res, err = audit.Verify(ex, key, nil)
+			case old.ex != nil:
+				res, err = audit.VerifyExtension(ex, key, old.ex)
+			default:
+				res, err = audit.Verify(ex, key, old.cp)
+			}
 			switch {
 			case errors.As(err, &ve):
 				return a.verifyFailed(file, &verifyErrJSON{Seq: ve.Seq, End: ve.End, Kind: ve.Kind.String(), Message: ve.Error()})
@@ -250,15 +275,16 @@ or the first bad sequence number and what is wrong, and then exits 1.`,
 	return cmd
 }
 
-// verifyFailed reports a bad export and returns errReported.
+// verifyFailed reports a bad export and returns a reportedError.
 func (a *app) verifyFailed(file string, e *verifyErrJSON) error {
+	msg := strings.TrimPrefix(strings.TrimPrefix(e.Message, "audit: "), "verify: ")
+	failed := reported(ExitFailure, fmt.Sprintf("audit verify: %s: %s", file, msg))
 	if a.json() {
 		if err := writeJSON(a.stdout, verifyJSON{File: file, Error: e}); err != nil {
 			return err
 		}
-		return errReported
+		return failed
 	}
-	msg := strings.TrimPrefix(strings.TrimPrefix(e.Message, "audit: "), "verify: ")
 	fmt.Fprintf(a.stdout, "FAIL: %s: %s\n", file, msg)
-	return errReported
+	return failed
 }

@@ -27,10 +27,13 @@
 //
 // # Exit status
 //
-// 0 on success, 1 on failure (including a `request --wait` that ends
-// DENIED, CANCELED, TIMED_OUT or runs out of --wait-timeout, a dry run that
-// policy denies, a failing policy test and a bad audit export), 2 on a usage
-// error. A gRPC error is printed as one line, "jitctl: <code>: <message>".
+// 0 success, 1 any other failure (a failing policy test, a bad audit
+// export), 2 usage error, 3 denied or refused (by policy or the issuer, or a
+// waited-for request that ended DENIED, CANCELED or REVOKED), 4 timed out
+// (--timeout, --wait-timeout, or a request that ended TIMED_OUT or EXPIRED),
+// 5 issuer unreachable, 6 not found: see [ExitOK] and the constants after
+// it. An error is printed as one line, "jitctl: <code>: <message>" for a
+// gRPC error; with -o json it is one JSON object on standard error.
 package jitctl
 
 import (
@@ -44,7 +47,6 @@ import (
 
 	"github.com/jitgrant/jitgrant/internal/cli"
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/status"
 )
 
 // Defaults of the global flags.
@@ -78,6 +80,11 @@ type app struct {
 // NewCommand returns the jitctl command line writing to stdout and stderr.
 // Subcommands are registered here, in one place.
 func NewCommand(stdout, stderr io.Writer) *cobra.Command {
+	root, _ := newCommand(stdout, stderr)
+	return root
+}
+
+func newCommand(stdout, stderr io.Writer) (*cobra.Command, *app) {
 	a := &app{stdout: stdout, stderr: stderr, now: time.Now}
 	root := &cobra.Command{
 		Use:   "jitctl",
@@ -85,7 +92,9 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 		Long: `jitctl talks to jitd, the jitgrant issuer: request access to gRPC methods for
 a few minutes, approve or deny others' requests, fetch grant certificates,
 and export and verify the audit log. inspect, policy and audit verify/prove
-work offline.`,
+work offline.
+
+` + exitStatusHelp,
 		PersistentPreRunE: a.setup,
 	}
 	cli.Setup(root)
@@ -123,7 +132,7 @@ work offline.`,
 	if c, _, err := root.Find([]string{"completion"}); err == nil && c != root {
 		strictGroup(c)
 	}
-	return root
+	return root, a
 }
 
 // setup checks and completes the global flags before any subcommand runs.
@@ -169,24 +178,25 @@ func strictGroup(cmd *cobra.Command) {
 	}
 }
 
-// errReported is a failure the command has already explained on its
-// output; Main prints nothing more and exits 1.
-var errReported = errors.New("failed (reported above)")
-
-// Main runs the jitctl command line and returns the process exit status: 0
-// success, 1 failure, 2 usage error.
+// Main runs the jitctl command line and returns the process exit status
+// (ExitOK, ExitFailure, ExitUsage, ...).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := NewCommand(stdout, stderr)
+	root, a := newCommand(stdout, stderr)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
-		return 0
+		return ExitOK
 	}
-	code := cli.ExitStatus(err)
-	if !errors.Is(err, errReported) {
+	code := exitStatus(err)
+	if a.json() {
+		writeErrorJSON(stderr, err, code)
+		return code
+	}
+	var re *reportedError
+	if !errors.As(err, &re) {
 		fmt.Fprintln(stderr, errorLine(err))
 	}
-	if code == 2 && cmd != nil {
+	if code == ExitUsage && cmd != nil {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	}
 	return code
@@ -195,9 +205,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // errorLine renders err as one line: "jitctl: <code>: <message>" for a gRPC
 // status, "jitctl: <message>" otherwise.
 func errorLine(err error) string {
-	var se interface{ GRPCStatus() *status.Status }
-	if errors.As(err, &se) {
-		st := se.GRPCStatus()
+	if st, ok := grpcStatus(err); ok {
 		// Keep what the command added in front of the status, without
 		// grpc-go's "rpc error: code = ... desc = " rendering.
 		prefix := strings.TrimSuffix(err.Error(), st.Err().Error())

@@ -136,7 +136,10 @@ func summary(r *pb.AccessRequest) string {
 	case pb.State_STATE_PENDING:
 		return fmt.Sprintf("%s is PENDING: waiting for %s", id, fmtFactors(r.GetMissing()))
 	case pb.State_STATE_APPROVED:
-		return fmt.Sprintf("%s is APPROVED: starts at %s", id, fmtTS(r.GetStartTime()))
+		if r.GetStartTime() == nil {
+			return fmt.Sprintf("%s is APPROVED: the grant starts now; issuing its certificate", id)
+		}
+		return fmt.Sprintf("%s is APPROVED: the grant starts at %s", id, fmtTS(r.GetStartTime()))
 	case pb.State_STATE_ISSUED:
 		return fmt.Sprintf("%s is ISSUED: valid until %s%s", id, fmtTS(r.GetNotAfter()), breakGlassNote(r))
 	}

@@ -2,13 +2,17 @@ package jitctl
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jitgrant/jitgrant/internal/cli"
 	"github.com/jitgrant/jitgrant/policy"
 	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
 	"google.golang.org/grpc/codes"
@@ -64,6 +68,10 @@ func TestFormatting(t *testing.T) {
 		{"break-glass denied and revoked", summary(&pb.AccessRequest{Id: "r1", State: pb.State_STATE_REVOKED, BreakGlass: true, ReviewVerdict: "denied",
 			EndedBy: "spiffe://x/bob", EndReason: "no incident"}),
 			"r1 is REVOKED by spiffe://x/bob: no incident (break-glass: reviewed, denied)"},
+		{"approved summary, starting now", summary(&pb.AccessRequest{Id: "r1", State: pb.State_STATE_APPROVED}),
+			"r1 is APPROVED: the grant starts now; issuing its certificate"},
+		{"approved summary, scheduled", summary(&pb.AccessRequest{Id: "r1", State: pb.State_STATE_APPROVED, StartTime: timestamppb.New(t0())}),
+			"r1 is APPROVED: the grant starts at 2026-05-06T07:08:09Z"},
 		{"ended denied", ended(&pb.AccessRequest{Id: "r1", State: pb.State_STATE_DENIED, EndedBy: "spiffe://x/bob"}), "request r1 was DENIED by spiffe://x/bob"},
 		{"ended timed out", ended(&pb.AccessRequest{Id: "r1", State: pb.State_STATE_TIMED_OUT, ReviewDeadline: timestamppb.New(t0())}),
 			"request r1 TIMED_OUT: nobody approved it by its review deadline 2026-05-06T07:08:09Z"},
@@ -208,5 +216,63 @@ func TestErrorLine(t *testing.T) {
 				t.Errorf("got  %q\nwant %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestExitStatus checks the mapping of errors to exit statuses, the one
+// place that makes it (the e2e tests run each status against a real jitd).
+func TestExitStatus(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"nil", nil, ExitOK},
+		{"plain", errors.New("open x: no such file"), ExitFailure},
+		{"usage", cli.Usage(errors.New("--ttl: bad")), ExitUsage},
+		{"cobra usage", errors.New(`unknown flag: --nope`), ExitUsage},
+		{"permission denied", status.Error(codes.PermissionDenied, "no"), ExitDenied},
+		{"unauthenticated", status.Error(codes.Unauthenticated, "who"), ExitDenied},
+		{"failed precondition", fmt.Errorf("fetch r1: %w", status.Error(codes.FailedPrecondition, "not ISSUED")), ExitDenied},
+		{"invalid argument", status.Error(codes.InvalidArgument, "ttl 20m exceeds rule max_ttl 15m"), ExitDenied},
+		{"deadline exceeded", status.Error(codes.DeadlineExceeded, "context deadline exceeded"), ExitTimedOut},
+		{"context deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), ExitTimedOut},
+		{"unavailable", status.Error(codes.Unavailable, "connection refused"), ExitUnreachable},
+		{"not found", status.Error(codes.NotFound, "no request r1"), ExitNotFound},
+		{"internal", status.Error(codes.Internal, "boom"), ExitFailure},
+		{"canceled", status.Error(codes.Canceled, "interrupted"), ExitFailure},
+		{"marked", withStatus(ExitTimedOut, errors.New("gave up")), ExitTimedOut},
+		{"reported", reported(ExitDenied, "dry run: policy would deny this request"), ExitDenied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := exitStatus(tt.err); got != tt.want {
+				t.Errorf("exitStatus(%v) = %d, want %d", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestExitStatusDocs: jitctl --help and the README list every exit status
+// with the same meaning.
+func TestExitStatusDocs(t *testing.T) {
+	help, _, code := run(t, "--help")
+	if code != 0 || !strings.Contains(help, exitStatusHelp) {
+		t.Fatalf("jitctl --help (exit %d) lacks the exit status table:\n%s", code, help)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for status, words := range map[int]string{
+		ExitOK: "success", ExitFailure: "any other failure", ExitUsage: "usage error", ExitDenied: "denied or refused",
+		ExitTimedOut: "timed out", ExitUnreachable: "issuer unreachable", ExitNotFound: "not found",
+	} {
+		if row := fmt.Sprintf("| %d | %s", status, words); !strings.Contains(string(readme), row) {
+			t.Errorf("README lacks the exit status row %q", row)
+		}
+		if line := fmt.Sprintf("  %d  %s", status, words); !strings.Contains(exitStatusHelp, line) {
+			t.Errorf("jitctl --help lacks %q", line)
+		}
 	}
 }

@@ -81,7 +81,7 @@ func checkCap(d time.Duration) error {
 
 // policyProblems reports why a policy or cases file did not load: every
 // problem of a *policy.FileError, one per line as "FILE:LINE:COL: path:
-// message", or the error itself. It returns errReported for a FileError.
+// message", or the error itself. It returns a reportedError for a FileError.
 func (a *app) policyProblems(file string, err error, asJSON bool) error {
 	var fe *policy.FileError
 	if !errors.As(err, &fe) {
@@ -98,7 +98,7 @@ func (a *app) policyProblems(file string, err error, asJSON bool) error {
 		if err := writeJSON(a.stdout, policyCheckJSON{File: file, Rules: []string{}, Warnings: []string{}, Problems: probs}); err != nil {
 			return err
 		}
-		return errReported
+		return reported(ExitFailure, fmt.Sprintf("%s: %d problem(s)", file, len(probs)))
 	}
 	for _, p := range probs {
 		loc := p.File
@@ -112,7 +112,7 @@ func (a *app) policyProblems(file string, err error, asJSON bool) error {
 		fmt.Fprintf(a.stdout, "%s: %s\n", loc, msg)
 	}
 	fmt.Fprintf(a.stdout, "FAIL: %s: %d problem(s)\n", file, len(probs))
-	return errReported
+	return reported(ExitFailure, fmt.Sprintf("%s: %d problem(s)", file, len(probs)))
 }
 
 // caseJSON is the result of one policy test case.
@@ -199,7 +199,7 @@ a failure, each difference as "field: got X, want Y". Exits 1 if any fails.`,
 				fmt.Fprintf(a.stdout, "%d passed, %d failed\n", out.Passed, out.Failed)
 			}
 			if out.Failed > 0 {
-				return errReported
+				return reported(ExitFailure, fmt.Sprintf("policy test: %d passed, %d failed", out.Passed, out.Failed))
 			}
 			return nil
 		},

@@ -45,7 +45,7 @@ func (a *app) requestCommand() *cobra.Command {
 		Long: `Ask for a grant: access to gRPC methods, optionally limited to resources, for
 --ttl. Policy decides whether it is auto-approved, needs approvals, or is
 denied; --dry-run prints that decision and its reasons, stores nothing, and
-exits 1 when policy would deny the request.
+exits 3 when policy would deny the request.
 
 jitctl makes an ECDSA P-256 key here, writes it (0600) to DIR/grant.key and
 sends only a CSR: the key never leaves this machine. Once the request is
@@ -54,8 +54,9 @@ DIR/grant.pem and the trust bundle to DIR/bundle.pem. DIR is --out, by
 default ./grant-<request ID>.
 
 The request ID is printed first, on a line of its own. --wait waits until
-the request is issued and fetches the grant; it exits 1, saying why, when the
-request is denied, canceled or times out, or --wait-timeout passes.`,
+the request is issued and fetches the grant; it says why and exits 3 when the
+request is denied or canceled, 4 when it times out or --wait-timeout passes
+(see jitctl --help for every exit status).`,
 		Example: `  jitctl request --scope '/bank.v1.Ledger/Refund@accounts/42' --ttl 10m --reason INC-42
   jitctl request --scope /bank.v1.Ledger/GetBalance --ttl 5m --wait
   jitctl request --scope '/bank.v1.Ledger/*' --break-glass --reason 'INC-7: ledger down'`,
@@ -265,10 +266,7 @@ func (a *app) dryRun(ctx context.Context, c *client, in *pb.CreateRequestRequest
 		io.WriteString(a.stdout, decisionFromProto(resp.GetDecision()).Explain())
 	}
 	if resp.GetDecision().GetOutcome() == pb.Outcome_OUTCOME_DENIED {
-		if a.json() {
-			return fmt.Errorf("dry run: policy would deny this request")
-		}
-		return errReported
+		return reported(ExitDenied, "dry run: policy would deny this request")
 	}
 	return nil
 }

@@ -246,7 +246,9 @@ func (a *app) revokeCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "revoke ID",
 		Short: "End an approved or issued grant early",
-		Args:  cli.Args(cobra.ExactArgs(1)),
+		Long: `End an approved or issued grant early. Its requester, anyone who may approve
+its rule, and holders of the revoke_any permission may revoke it.`,
+		Args: cli.Args(cobra.ExactArgs(1)),
 		ValidArgsFunction: a.completeIDs(func(*client) *pb.ListRequestsRequest {
 			return &pb.ListRequestsRequest{States: []pb.State{pb.State_STATE_APPROVED, pb.State_STATE_ISSUED}}
 		}),

@@ -115,13 +115,27 @@ func (a *app) waitIssued(ctx context.Context, c *client, id string, timeout time
 	case err == nil && last.GetState() == pb.State_STATE_ISSUED:
 		return last, nil
 	case err == nil:
-		return last, errors.New(ended(last))
+		return last, withStatus(endedStatus(last.GetState()), errors.New(ended(last)))
 	case ctx.Err() != nil:
 		return last, fmt.Errorf("request %s: stopped waiting (%v); it is still %s", id, context.Cause(ctx), still)
-	case wctx.Err() != nil:
-		return last, fmt.Errorf("request %s: gave up after --wait-timeout %s; it is still %s", id, timeout, still)
+	case wctx.Err() != nil || timeout > 0 && status.Code(err) == codes.DeadlineExceeded:
+		// The issuer may see the deadline pass (and say so) before the
+		// local context does.
+		return last, withStatus(ExitTimedOut, fmt.Errorf("request %s: gave up after --wait-timeout %s; it is still %s", id, timeout, still))
 	}
 	return last, err
+}
+
+// endedStatus is the exit status of waiting for a request that ended in
+// state s without being issued.
+func endedStatus(s pb.State) int {
+	switch s {
+	case pb.State_STATE_TIMED_OUT, pb.State_STATE_EXPIRED:
+		return ExitTimedOut
+	case pb.State_STATE_DENIED, pb.State_STATE_CANCELED, pb.State_STATE_REVOKED:
+		return ExitDenied
+	}
+	return ExitFailure
 }
 
 // ended says why a request did not become a usable grant.

@@ -66,6 +66,9 @@ func initCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if w := passphraseWarning(passFile); w != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), w)
+			}
 			cfg.Dir, cfg.Passphrase = DataDir(dir), pass
 			if err := Init(cfg); err != nil {
 				return err
@@ -98,6 +101,9 @@ func enrollCommand() *cobra.Command {
 			pass, err := ReadPassphrase(passFile)
 			if err != nil {
 				return err
+			}
+			if w := passphraseWarning(passFile); w != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), w)
 			}
 			cfg.Dir, cfg.Passphrase = DataDir(dir), pass
 			leaf, err := Enroll(cmd.Context(), cfg)
@@ -162,6 +168,9 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if w := passphraseWarning(fc.CAPassphraseFile); w != "" {
+				logger.Warn(w)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			s, err := Start(ctx, ServeConfig{
@@ -208,6 +217,13 @@ func mergeConfigFile(cmd *cobra.Command, path string, fc *fileConfig) error {
 		return fmt.Errorf("jitd: --config: %w", err)
 	}
 	defer f.Close()
+	if b, err := io.ReadAll(f); err == nil && hasAnyKey(b, metaKeys...) {
+		return fmt.Errorf("jitd: --config %s is a data directory's own jitd.yaml (jitd init wrote it: trust_domain, created, "+
+			"ca_key_type), not a serve configuration: give serve settings in another file, such as serve.yaml, and leave this one as it is", path)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("jitd: --config %s: %w", path, err)
+	}
 	var fromFile fileConfig
 	dec := yaml.NewDecoder(f)
 	dec.KnownFields(true)

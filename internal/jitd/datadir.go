@@ -72,11 +72,40 @@ func (d DataDir) readMeta() (meta, spiffeid.TrustDomain, error) {
 	if err := yaml.Unmarshal(b, &m); err != nil {
 		return m, spiffeid.TrustDomain{}, fmt.Errorf("jitd: %s: %w", d.path(fileMeta), err)
 	}
+	if m.TrustDomain == "" && looksLikeServeConfig(b) {
+		return m, spiffeid.TrustDomain{}, fmt.Errorf("jitd: %s holds a serve configuration (data_dir, listen, ...), not the data directory's "+
+			"own file that jitd init wrote (trust_domain, created, ca_key_type): restore that file, and keep serve "+
+			"settings in another file such as serve.yaml, given to --config", d.path(fileMeta))
+	}
 	td, err := spiffeid.TrustDomainFromString(m.TrustDomain)
 	if err != nil {
 		return m, spiffeid.TrustDomain{}, fmt.Errorf("jitd: %s: trust_domain: %w", d.path(fileMeta), err)
 	}
 	return m, td, nil
+}
+
+// metaKeys are the keys of a data directory's jitd.yaml.
+var metaKeys = []string{"trust_domain", "created", "ca_key_type"}
+
+// looksLikeServeConfig reports whether YAML b has a key of a serve
+// configuration file.
+func looksLikeServeConfig(b []byte) bool {
+	return hasAnyKey(b, "data_dir", "listen", "policy", "metrics_listen", "log_json", "max_ttl_cap",
+		"ca_passphrase_file", "workload_socket", "entries", "webhooks")
+}
+
+// hasAnyKey reports whether YAML b is a mapping with one of keys.
+func hasAnyKey(b []byte, keys ...string) bool {
+	var m map[string]any
+	if yaml.Unmarshal(b, &m) != nil {
+		return false
+	}
+	for _, k := range keys {
+		if _, ok := m[k]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // InitConfig configures Init.
@@ -85,14 +114,18 @@ type InitConfig struct {
 	TrustDomain string
 	KeyType     string // ca.ParseKeyType; default ec-p256
 	CATTL       time.Duration
-	Passphrase  []byte // encrypts the CA key when set
+	Passphrase  []byte // encrypts the CA key when not nil; must not be empty then
 	Clock       func() time.Time
 }
 
 // Init creates a data directory: CA key (0600) and certificate, audit key
 // pair, a deny-everything policy file and jitd.yaml. It refuses to touch a
-// directory that already holds any of them.
-func Init(cfg InitConfig) error {
+// directory that already holds any of them. On failure it removes what it
+// made, and the directory itself when it made it.
+func Init(cfg InitConfig) (err error) {
+	if cfg.Passphrase != nil && len(cfg.Passphrase) == 0 {
+		return errors.New("jitd: init: the CA key passphrase is empty: give a non-empty passphrase, or none to leave the CA key unencrypted")
+	}
 	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
 	if err != nil {
 		return fmt.Errorf("jitd: init: --trust-domain: %w", err)
@@ -109,13 +142,34 @@ func Init(cfg InitConfig) error {
 			return fmt.Errorf("jitd: init: %s already exists; init never overwrites a data directory", d.path(name))
 		}
 	}
-	if err := os.MkdirAll(string(d), 0o700); err != nil {
-		return fmt.Errorf("jitd: init: %w", err)
-	}
 	c, err := ca.Generate(ca.Config{TrustDomain: td, KeyType: kt, TTL: cfg.CATTL, Clock: cfg.Clock})
 	if err != nil {
 		return fmt.Errorf("jitd: init: %w", err)
 	}
+	top, err := mkdirAll(string(d))
+	if err != nil {
+		return fmt.Errorf("jitd: init: %w", err)
+	}
+	// Leave nothing behind: the directories init made, or, in a directory
+	// that was there, the files it made.
+	var made []string
+	for _, name := range []string{fileCACert, fileCAKey, fileAuditKey, fileAuditPub, fileJWTKey, fileMeta, filePolicy} {
+		if _, serr := os.Lstat(d.path(name)); errors.Is(serr, fs.ErrNotExist) {
+			made = append(made, name)
+		}
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		if top != "" {
+			os.RemoveAll(top)
+			return
+		}
+		for _, name := range made {
+			os.Remove(d.path(name))
+		}
+	}()
 	if err := c.WriteFiles(d.path(fileCACert), d.path(fileCAKey), cfg.Passphrase); err != nil {
 		return fmt.Errorf("jitd: init: %w", err)
 	}
@@ -151,6 +205,26 @@ func Init(cfg InitConfig) error {
 	return nil
 }
 
+// mkdirAll is os.MkdirAll(dir, 0o700) that returns the topmost directory it
+// made ("" when dir was there).
+func mkdirAll(dir string) (string, error) {
+	dir = filepath.Clean(dir)
+	top := ""
+	for p := dir; ; p = filepath.Dir(p) {
+		if _, err := os.Stat(p); err == nil {
+			break
+		}
+		top = p
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return top, nil
+}
+
 // loadCA loads the data directory's CA.
 func (d DataDir) loadCA(td spiffeid.TrustDomain, passphrase []byte, clock func() time.Time) (*ca.CA, error) {
 	c, err := ca.LoadFiles(ca.Config{TrustDomain: td, Clock: clock}, d.path(fileCACert), d.path(fileCAKey), passphrase)
@@ -161,7 +235,7 @@ func (d DataDir) loadCA(td spiffeid.TrustDomain, passphrase []byte, clock func()
 }
 
 // ReadPassphrase reads a passphrase file, without its trailing newline; ""
-// means none.
+// means none. An empty file is an error.
 func ReadPassphrase(path string) ([]byte, error) {
 	if path == "" {
 		return nil, nil
@@ -170,5 +244,24 @@ func ReadPassphrase(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jitd: passphrase file: %w", err)
 	}
-	return []byte(strings.TrimRight(string(b), "\r\n")), nil
+	pass := []byte(strings.TrimRight(string(b), "\r\n"))
+	if len(pass) == 0 {
+		return nil, fmt.Errorf("jitd: passphrase file %s is empty: write the passphrase in it, or leave out --ca-passphrase-file "+
+			"(an unencrypted CA key, protected by its 0600 mode only)", path)
+	}
+	return pass, nil
+}
+
+// passphraseWarning returns a warning when the passphrase file at path is
+// readable or writable by group or others, "" otherwise.
+func passphraseWarning(path string) string {
+	if path == "" {
+		return ""
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("jitd: warning: passphrase file %s has mode %04o: others on this machine may read it; chmod 600 %s",
+		path, fi.Mode().Perm(), path)
 }
