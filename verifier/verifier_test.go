@@ -304,8 +304,14 @@ func TestConfigErrors(t *testing.T) {
 // named metric whose label values are labels, in order.
 func metricValue(t *testing.T, v *verifier.Verifier, name string, labels ...string) float64 {
 	t.Helper()
+	return collectorValue(t, v.Collector(), name, labels...)
+}
+
+// collectorValue is metricValue for any collector.
+func collectorValue(t *testing.T, c prometheus.Collector, name string, labels ...string) float64 {
+	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(v.Collector())
+	reg.MustRegister(c)
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
