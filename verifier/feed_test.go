@@ -30,7 +30,8 @@ import (
 type fakeIssuer struct {
 	pb.UnimplementedIssuerServer
 	events  chan *pb.RevocationEvent // a nil event ends the stream with an error
-	streams atomic.Int32
+	streams atomic.Int32 // streams opened
+	open    atomic.Int32 // stream handlers running
 
 	mu        sync.Mutex
 	uses      map[string]uint32
@@ -41,6 +42,8 @@ type fakeIssuer struct {
 
 func (f *fakeIssuer) WatchRevocations(_ *pb.WatchRevocationsRequest, s grpc.ServerStreamingServer[pb.RevocationEvent]) error {
 	f.streams.Add(1)
+	f.open.Add(1)
+	defer f.open.Add(-1)
 	for {
 		select {
 		case ev := <-f.events:
@@ -199,6 +202,8 @@ func TestFeedRefusesLongHeartbeat(t *testing.T) {
 	if !feed.LastContact().IsZero() || !feed.RefuseStale(time.Unix(0, 0)) {
 		t.Fatalf("a stream with a 30s heartbeat counted as contact (last contact %v)", feed.LastContact())
 	}
+	// The next event must reach the new stream, not the refused one.
+	eventually(t, "the refused stream closed and a new one open", func() bool { return fi.streams.Load() >= 2 && fi.open.Load() == 1 })
 	fi.events <- event(true)
 	eventually(t, "contact with a 5s heartbeat", func() bool { return !feed.LastContact().IsZero() })
 	if feed.RefuseStale(time.Unix(0, 0)) {
