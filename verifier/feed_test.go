@@ -30,8 +30,8 @@ import (
 type fakeIssuer struct {
 	pb.UnimplementedIssuerServer
 	events  chan *pb.RevocationEvent // a nil event ends the stream with an error
-	streams atomic.Int32 // streams opened
-	open    atomic.Int32 // stream handlers running
+	streams atomic.Int32             // streams opened
+	open    atomic.Int32             // stream handlers running
 
 	mu        sync.Mutex
 	uses      map[string]uint32
