@@ -12,7 +12,6 @@ type reason uint8
 const (
 	reasonAllowed reason = iota
 	reasonPublic
-	reasonIdentity
 	reasonUnauthenticated
 	reasonGrantNotIdentity
 	reasonNoGrant
@@ -32,7 +31,6 @@ const (
 var reasonNames = [numReasons]string{
 	reasonAllowed:          "allowed",
 	reasonPublic:           "public_method",
-	reasonIdentity:         "identity_method",
 	reasonUnauthenticated:  "unauthenticated",
 	reasonGrantNotIdentity: "grant_not_identity",
 	reasonNoGrant:          "no_grant",
@@ -68,9 +66,7 @@ func (r reason) hint() string {
 	return ""
 }
 
-func (r reason) allowed() bool {
-	return r == reasonAllowed || r == reasonPublic || r == reasonIdentity
-}
+func (r reason) allowed() bool { return r == reasonAllowed || r == reasonPublic }
 
 // metrics counts decisions and handshakes with atomics, so that counting
 // costs the RPC path no allocation and no lock, and exposes them as a

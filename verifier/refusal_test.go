@@ -349,7 +349,7 @@ func TestRefusals(t *testing.T) {
 		{"jitgrant_verifier_decisions_total", []string{"deny", "resource_not_canonical"}},
 		{"jitgrant_verifier_decisions_total", []string{"deny", "resource_scope_without_field"}},
 		{"jitgrant_verifier_decisions_total", []string{"deny", "not_yet_valid"}},
-		{"jitgrant_verifier_decisions_total", []string{"allow", "identity_method"}},
+		{"jitgrant_verifier_decisions_total", []string{"allow", "public_method"}},
 	} {
 		if metricValue(t, e.v, tc.metric, tc.labels...) == 0 {
 			t.Errorf("%s%v not counted", tc.metric, tc.labels)

@@ -213,7 +213,7 @@ func (v *Verifier) decide(pc *peerConn, method string, req any, stream bool) (re
 			if pc.grant != nil {
 				return reasonGrantNotIdentity, ""
 			}
-			return reasonIdentity, ""
+			return reasonPublic, "" // counted as a public method: no grant needed
 		}
 	}
 	for i := range v.public {
