@@ -44,6 +44,7 @@ func FuzzMatchResource(f *testing.F) {
 	f.Add("a/*/c", "a/b/c")
 	f.Add("*", "")
 	f.Add("a", "a/")
+	f.Add("a/*", "a/..")
 	f.Fuzz(func(t *testing.T, pattern, resource string) {
 		if ValidateResourcePattern(pattern) != nil {
 			return
@@ -54,7 +55,7 @@ func FuzzMatchResource(f *testing.F) {
 			want = false
 		}
 		for i := 0; want && i < len(ps); i++ {
-			if rs[i] == "" || (ps[i] != "*" && ps[i] != rs[i]) {
+			if rs[i] == "" || rs[i] == "." || rs[i] == ".." || (ps[i] != "*" && ps[i] != rs[i]) {
 				want = false
 			}
 		}

@@ -37,14 +37,17 @@
 // matched exactly, or "/pkg.Service/*", which matches every method of that one
 // service and nothing of any other (not "/pkg.ServiceX/M", not a nested path).
 //
-// A resource pattern is a sequence of non-empty segments separated by "/".
-// A segment "*" matches exactly one whole segment of the resource; any other
+// A resource pattern is a sequence of non-empty segments separated by "/",
+// none of them "." or "..": a backend that normalises paths must not read a
+// granted name as another one. A segment "*" matches exactly one whole segment of the resource; any other
 // segment matches itself exactly. So "accounts/*" matches "accounts/42" but
 // neither "accounts" nor "accounts/42/history", and "accounts/*/history"
 // matches "accounts/42/history". There is no partial-segment or multi-segment
-// wildcard. A scope with no resource patterns allows the method for any
-// resource; a scope with patterns never matches a call whose resource is
-// missing (the empty string).
+// wildcard. A resource with an empty, "." or ".." segment matches no pattern
+// ([CanonicalResource]), so "accounts/*" does not match "accounts/..". A
+// scope with no resource patterns allows the method for any resource; a scope
+// with patterns never matches a call whose resource is missing (the empty
+// string).
 package grant
 
 import (

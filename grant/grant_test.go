@@ -92,6 +92,8 @@ func TestMarshalRejects(t *testing.T) {
 		{"duplicate scope", func(g *Grant) { g.Scopes[1] = g.Scopes[0] }, "scope 1 duplicates scope 0"},
 		{"empty resource", func(g *Grant) { g.Scopes[1].Resources = []string{""} }, "empty resource pattern"},
 		{"empty segment", func(g *Grant) { g.Scopes[1].Resources = []string{"a//b"} }, "empty segment"},
+		{"dot segment", func(g *Grant) { g.Scopes[1].Resources = []string{"accounts/."} }, `has a "." segment`},
+		{"dot-dot segment", func(g *Grant) { g.Scopes[1].Resources = []string{"accounts/../x"} }, `has a ".." segment`},
 		{"partial segment wildcard", func(g *Grant) { g.Scopes[1].Resources = []string{"acc*"} }, "* must be a whole segment"},
 		{"space in resource", func(g *Grant) { g.Scopes[1].Resources = []string{"a b"} }, "not printable ASCII"},
 		{"duplicate resource", func(g *Grant) { g.Scopes[1].Resources = []string{"a", "a"} }, "resource 1 duplicates resource 0"},
@@ -225,6 +227,10 @@ func TestAuthorize(t *testing.T) {
 		{"resource wildcard not a literal", "/bank.v1.Ledger/Refund", "vip/8/x/history", ResourceNotInScope},
 		{"resource leading slash", "/bank.v1.Ledger/Refund", "/accounts/1", ResourceNotInScope},
 		{"resource trailing slash", "/bank.v1.Ledger/Refund", "accounts/1/", ResourceNotInScope},
+		{"resource dot-dot under a wildcard", "/bank.v1.Ledger/Refund", "accounts/..", ResourceNotInScope},
+		{"resource dot under a wildcard", "/bank.v1.Ledger/Refund", "accounts/.", ResourceNotInScope},
+		{"resource dot-dot in the middle", "/bank.v1.Ledger/Refund", "vip/7/../history", ResourceNotInScope},
+		{"resource dots inside a segment", "/bank.v1.Ledger/Refund", "accounts/..42", Allowed},
 		{"resource wildcard literal star", "/bank.v1.Ledger/Refund", "accounts/*", Allowed},
 	}
 	m := NewMatcher(g)
@@ -278,5 +284,35 @@ func TestFullUUIDArcUnparsableByGo(t *testing.T) {
 	s2 := cryptobyte.String(b2.BytesOrPanic())
 	if !s2.ReadASN1ObjectIdentifier(&parsed) || !parsed.Equal(OID) {
 		t.Fatalf("Go cannot parse OID %v", OID)
+	}
+}
+
+func TestCanonicalResource(t *testing.T) {
+	tests := []struct {
+		resource string
+		want     bool
+	}{
+		{"accounts/42", true},
+		{"a", true},
+		{"accounts/..42", true},
+		{"accounts/.x", true},
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"accounts/..", false},
+		{"accounts/.", false},
+		{"accounts/../vip", false},
+		{"./accounts", false},
+		{"/accounts", false},
+		{"accounts/", false},
+		{"accounts//42", false},
+	}
+	for _, tt := range tests {
+		if got := CanonicalResource(tt.resource); got != tt.want {
+			t.Errorf("CanonicalResource(%q) = %v, want %v", tt.resource, got, tt.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { CanonicalResource("accounts/42/history") }); n != 0 {
+		t.Errorf("CanonicalResource allocates %v times", n)
 	}
 }

@@ -75,8 +75,9 @@ func (s *Scope) MatchResource(resource string) bool {
 }
 
 // MatchResource reports whether resource matches pattern: the same number of
-// "/"-separated segments, each equal or matched by a "*" segment. An empty
-// resource matches nothing. It does not allocate.
+// "/"-separated segments, each equal or matched by a "*" segment. A resource
+// that is not canonical ([CanonicalResource]: empty, or with an empty, "."
+// or ".." segment) matches nothing. It does not allocate.
 func MatchResource(pattern, resource string) bool {
 	if resource == "" {
 		return false
@@ -92,8 +93,8 @@ func MatchResource(pattern, resource string) bool {
 		for re < len(resource) && resource[re] != '/' {
 			re++
 		}
-		if re == r {
-			return false // empty resource segment
+		if re == r || isDots(resource[r:re]) {
+			return false // empty, "." or ".." resource segment
 		}
 		if pe-p != 1 || pattern[p] != '*' {
 			if pattern[p:pe] != resource[r:re] {
@@ -107,6 +108,30 @@ func MatchResource(pattern, resource string) bool {
 		p, r = pe+1, re+1
 	}
 }
+
+// CanonicalResource reports whether resource is a well-formed resource name:
+// non-empty segments separated by "/", none of them "." or "..". The empty
+// string (no resource) is not canonical. A verifier refuses a call whose
+// resource is not canonical before matching it. It does not allocate.
+func CanonicalResource(resource string) bool {
+	if resource == "" {
+		return false
+	}
+	start := 0
+	for i := 0; i <= len(resource); i++ {
+		if i < len(resource) && resource[i] != '/' {
+			continue
+		}
+		if i == start || isDots(resource[start:i]) {
+			return false
+		}
+		start = i + 1
+	}
+	return true
+}
+
+// isDots reports whether seg is "." or "..".
+func isDots(seg string) bool { return seg == "." || seg == ".." }
 
 // Matcher answers [Grant.Authorize] for one grant with a map lookup instead
 // of a scan of its scopes: a verifier builds one per connection. It must not

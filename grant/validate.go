@@ -129,7 +129,9 @@ func ValidateMethod(m string) error {
 
 // ValidateResourcePattern reports whether p is a well-formed resource
 // pattern: non-empty segments separated by "/", each "*" or a run of
-// printable ASCII other than "*" and space.
+// printable ASCII other than "*" and space, and none "." or ".." (a backend
+// that normalises paths would read "accounts/.." as something else than the
+// grant names).
 func ValidateResourcePattern(p string) error {
 	if p == "" {
 		return fmt.Errorf("%w: empty resource pattern", ErrInvalid)
@@ -143,6 +145,9 @@ func ValidateResourcePattern(p string) error {
 		}
 		if seg == "*" {
 			continue
+		}
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("%w: resource pattern %q has a %q segment", ErrInvalid, p, seg)
 		}
 		for i := 0; i < len(seg); i++ {
 			c := seg[i]

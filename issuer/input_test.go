@@ -24,6 +24,8 @@ func TestCreateRejects(t *testing.T) {
 		{"no scopes", dev, func(in *issuer.CreateInput) { in.Scopes = nil }, issuer.ErrInvalid, "scopes: at least one"},
 		{"malformed method", dev, func(in *issuer.CreateInput) { in.Scopes[0].Method = "Refund" }, issuer.ErrInvalid, "scopes[0]: method \"Refund\""},
 		{"bad resource", dev, func(in *issuer.CreateInput) { in.Scopes[0].Resources = []string{"a//b"} }, issuer.ErrInvalid, "scopes[0]: resource 0"},
+		{"dot-dot resource", dev, func(in *issuer.CreateInput) { in.Scopes[0].Resources = []string{"accounts/.."} }, issuer.ErrInvalid, `has a ".." segment`},
+		{"dot resource", dev, func(in *issuer.CreateInput) { in.Scopes[0].Resources = []string{"./accounts"} }, issuer.ErrInvalid, `has a "." segment`},
 		{"too many scopes", dev, func(in *issuer.CreateInput) {
 			in.Scopes = nil
 			for i := range grant.MaxScopes + 1 {

@@ -53,8 +53,18 @@ func PublicMethods() []string {
 	return append([]string{"/jitgrant.v1.Issuer/*"}, verifier.DefaultPublicMethods()...)
 }
 
+// IdentityMethods returns the methods jitd serves, for
+// verifier.Config.IdentityMethods: each accepts identity SVIDs only, and
+// refuses a grant certificate.
+func IdentityMethods() []string { return PublicMethods() }
+
+// caller returns the caller's identity. A grant certificate is not one: it
+// never creates, approves, lists or revokes anything as its holder.
 func caller(ctx context.Context) (spiffeid.ID, error) {
-	id, ok := verifier.PeerIDFromContext(ctx)
+	if _, ok := verifier.GrantFromContext(ctx); ok {
+		return spiffeid.ID{}, status.Error(codes.PermissionDenied, verifier.MsgGrantNotIdentity)
+	}
+	id, ok := verifier.IdentityFromContext(ctx)
 	if !ok {
 		return spiffeid.ID{}, status.Error(codes.Unauthenticated, "jitgrant: an X.509-SVID is required")
 	}

@@ -2,7 +2,11 @@ package verifier
 
 import (
 	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"net"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffegrpc/grpccredentials"
@@ -33,8 +37,36 @@ func PickHint(hint string) func([]*x509svid.SVID) *x509svid.SVID {
 // the SVID from svid (for a grant, a workloadapi.X509Source built with
 // PickHint) and accept only a server whose chain verifies against bundles
 // and whose ID server authorizes (for example tlsconfig.AuthorizeID).
+//
+// A server certificate that is not yet valid by this machine's clock fails
+// the handshake with an error that says so and names the clock skew.
 func ClientCredentials(svid x509svid.Source, bundles x509bundle.Source, server tlsconfig.Authorizer) credentials.TransportCredentials {
-	return grpccredentials.MTLSClientCredentials(svid, bundles, server)
+	return clientCreds{grpccredentials.MTLSClientCredentials(svid, bundles, server)}
+}
+
+// clientCreds adds a clock hint to go-spiffe's client credentials.
+type clientCreds struct {
+	credentials.TransportCredentials
+}
+
+func (c clientCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	conn, ai, err := c.TransportCredentials.ClientHandshake(ctx, authority, raw)
+	return conn, ai, clockHint(err, time.Now())
+}
+
+func (c clientCreds) Clone() credentials.TransportCredentials {
+	return clientCreds{c.TransportCredentials.Clone()}
+}
+
+// clockHint wraps a handshake error caused by a server certificate that is
+// not yet valid at now with one that names the clock skew.
+func clockHint(err error, now time.Time) error {
+	var invalid x509.CertificateInvalidError
+	if err == nil || !errors.As(err, &invalid) || invalid.Reason != x509.Expired || invalid.Cert == nil || !now.Before(invalid.Cert.NotBefore) {
+		return err
+	}
+	return fmt.Errorf("verifier: the server's certificate starts at %s, %s ahead of this machine's clock: check this machine's clock (NTP): %w",
+		invalid.Cert.NotBefore.UTC().Format(time.RFC3339), invalid.Cert.NotBefore.Sub(now).Round(time.Second), err)
 }
 
 // WorkloadDialOptions returns the dial options with which a workload calls a

@@ -37,10 +37,18 @@ type RevocationChecker interface {
 // its source (a [Feed]). It is asked on every RPC that carries a grant and
 // must answer from memory.
 type Freshness interface {
-	// RefuseStale reports whether a grant whose certificate became valid
-	// at validFrom must be refused because the revocation data is stale.
-	RefuseStale(validFrom time.Time) bool
+	// RefuseStale reports whether a grant issued at issued must be refused
+	// because the revocation data is stale. The verifier passes the issue
+	// time to the second: the certificate's NotBefore plus [IssuerBackdate].
+	RefuseStale(issued time.Time) bool
 }
+
+// IssuerBackdate is how far before its issue time (to the second) the issuer
+// dates a certificate's NotBefore, so that a verifier whose clock is a little
+// behind accepts it. The verifier adds it back to a grant certificate's
+// NotBefore to learn when the grant was issued (see [KeepIssuedBefore]). It
+// is issuer/ca.Backdate; a test keeps the two equal.
+const IssuerBackdate = 10 * time.Second
 
 // UseReporter is implemented by a RevocationChecker that tells the issuer
 // about uses of grants with a use limit (a [Feed]). ReportUse is called on
@@ -59,6 +67,15 @@ type Config struct {
 	// Authorizer decides which verified peer IDs may connect at all. Default:
 	// any ID whose chain verifies against BundleSource.
 	Authorizer tlsconfig.Authorizer
+	// IdentityMethods accept identity SVIDs only: a verified peer whose
+	// certificate carries no grant. A grant certificate is refused on them
+	// (PermissionDenied, "a grant certificate is not an identity"), logged
+	// and counted with the reason grant_not_identity: a grant says what its
+	// holder may call on protected services, it does not stand for the
+	// holder anywhere else. Each is a full method name or "/pkg.Service/*";
+	// they are checked before PublicMethods. An issuer's API lists all its
+	// methods here. Default: none.
+	IdentityMethods []string
 	// PublicMethods need a verified peer but no grant. Each is a full method
 	// name or "/pkg.Service/*". nil means DefaultPublicMethods(); an empty,
 	// non-nil slice means none.
@@ -67,7 +84,10 @@ type Config struct {
 	// holds the resource the call acts on: a string field, or a dotted path
 	// through singular message fields ("account.id"). Methods not listed have
 	// no resource; a grant scope limited to resources then never matches
-	// them (fail closed).
+	// them (fail closed, reason resource_scope_without_field). A resource
+	// read from a request that is not canonical (an empty, "." or ".."
+	// segment, see grant.CanonicalResource) is refused (reason
+	// resource_not_canonical), whatever the grant says.
 	ResourceFields map[string]string
 	// Revocations answers whether a grant is revoked. Default: a new, empty
 	// RevocationSet (see Verifier.Revocations). When it also implements
@@ -97,6 +117,11 @@ func (c *Config) setDefaults() error {
 	for _, m := range c.PublicMethods {
 		if err := grant.ValidateMethod(m); err != nil {
 			return fmt.Errorf("verifier: config: public method: %w", err)
+		}
+	}
+	for _, m := range c.IdentityMethods {
+		if err := grant.ValidateMethod(m); err != nil {
+			return fmt.Errorf("verifier: config: identity method: %w", err)
 		}
 	}
 	for m, field := range c.ResourceFields {

@@ -26,16 +26,32 @@ func (v *Verifier) TransportCredentials() credentials.TransportCredentials {
 	// Replace go-spiffe's peer verification with the same one at the
 	// injected clock's time, so that the handshake and the per-RPC expiry
 	// check agree on what "now" is.
-	bundles, authorize, clock := v.cfg.BundleSource, v.cfg.Authorizer, v.cfg.Clock
-	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		id, chains, err := x509svid.ParseAndVerify(raw, bundles, x509svid.WithTime(clock()))
-		if err != nil {
-			return err
-		}
-		return authorize(id, chains)
-	}
+	cfg.VerifyPeerCertificate = v.verifyPeer
 	cfg.MinVersion = tls.VersionTLS12
 	return &serverCreds{TransportCredentials: credentials.NewTLS(cfg), v: v}
+}
+
+// verifyPeer verifies a client's chain against the bundles at the
+// configured clock's time and authorizes its ID. A chain that verifies at its
+// leaf's NotBefore, still ahead of this server's clock, is admitted: every
+// RPC on it is refused until then with a status that names the clock skew,
+// where a failed handshake would tell the client nothing.
+func (v *Verifier) verifyPeer(raw [][]byte, _ [][]*x509.Certificate) error {
+	now := v.cfg.Clock()
+	id, chains, err := x509svid.ParseAndVerify(raw, v.cfg.BundleSource, x509svid.WithTime(now))
+	if err != nil {
+		if len(raw) == 0 {
+			return err
+		}
+		leaf, perr := x509.ParseCertificate(raw[0])
+		if perr != nil || !now.Before(leaf.NotBefore) {
+			return err
+		}
+		if id, chains, err = x509svid.ParseAndVerify(raw, v.cfg.BundleSource, x509svid.WithTime(leaf.NotBefore)); err != nil {
+			return err
+		}
+	}
+	return v.cfg.Authorizer(id, chains)
 }
 
 // serverCreds wraps grpc-go's TLS credentials: the handshake is theirs, and

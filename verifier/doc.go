@@ -10,7 +10,11 @@
 //     own [credentials.TLSInfo], with SPIFFEID set, so that grpc-go's authz
 //     interceptor and any other code that type-asserts it keeps working.
 //   - On every RPC, unary and stream interceptors decide, in this order:
-//     verified peer (else Unauthenticated), grant present, method in scope,
+//     verified peer (else Unauthenticated), certificate valid now (the
+//     handshake admits one not yet valid by the server's clock, so that the
+//     refusal can name the clock skew), identity methods (identity SVIDs
+//     only: a grant certificate is refused), public methods, grant present,
+//     resource well formed (no empty, "." or ".." segment), method in scope,
 //     resource in scope, not expired now (a connection can outlive its
 //     certificate), not revoked, use limit not exceeded. Each denial is
 //     PermissionDenied with a short message; the detail goes to the log and
@@ -30,7 +34,9 @@
 //	srv := grpc.NewServer(v.ServerOptions()...)
 //
 // Handlers read the grant with [GrantFromContext] and the caller's SPIFFE ID
-// with [PeerIDFromContext].
+// with [PeerIDFromContext]. Code that decides who the caller is (an
+// authentication, a permission check) uses [IdentityFromContext], which
+// returns nothing for a grant certificate: a grant is not an identity.
 //
 // The per-RPC decision does no I/O and does not allocate: the grant is parsed
 // once per connection into a cache keyed by the peer's leaf certificate and

@@ -5,6 +5,7 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -21,13 +22,19 @@ import (
 type StaleMode int
 
 const (
-	// KeepIssuedBefore keeps accepting grants whose certificates became
-	// valid before the last contact (their revocations up to then are
-	// known) and refuses newer ones.
+	// KeepIssuedBefore keeps accepting grants issued before the last
+	// contact (their revocations up to then are known) and refuses newer
+	// ones. A grant's issue time is read, to the second, from its
+	// certificate: NotBefore plus [IssuerBackdate].
 	KeepIssuedBefore StaleMode = iota
 	// FailClosed refuses every grant until contact is back.
 	FailClosed
 )
+
+// DefaultHeartbeat is the longest jitd's revocation stream stays silent: it
+// sends a heartbeat event at least this often, and says so in every event
+// (RevocationEvent.heartbeat_interval).
+const DefaultHeartbeat = 5 * time.Second
 
 // IssuerClient is the part of the issuer API a Feed uses; the generated
 // jitgrantv1.IssuerClient implements it.
@@ -42,8 +49,12 @@ type FeedConfig struct {
 	// Client reaches the issuer, authenticated with the service's SVID (the
 	// caller needs the watch_revocations permission). Required.
 	Client IssuerClient
-	// StaleAfter is how long without any event (heartbeats come every few
-	// seconds) before Mode applies. Default 1 minute.
+	// StaleAfter is how long without any event before Mode applies.
+	// Default 1 minute. It must be at least two heartbeats, so that one
+	// late heartbeat does not make a healthy feed stale: NewFeed refuses
+	// less than 2 × DefaultHeartbeat (10s), and the feed refuses a stream
+	// whose issuer announces a heartbeat longer than StaleAfter/2 (it logs
+	// why, reconnects with backoff, and counts as out of contact).
 	StaleAfter time.Duration
 	// Mode is what happens to grants once the feed is stale.
 	Mode StaleMode
@@ -86,6 +97,10 @@ func NewFeed(cfg FeedConfig) (*Feed, error) {
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = time.Minute
 	}
+	if cfg.StaleAfter < 2*DefaultHeartbeat {
+		return nil, fmt.Errorf("verifier: feed: StaleAfter %s is less than two of the issuer's heartbeats (2 × %s): a healthy feed would look stale; use at least %s",
+			cfg.StaleAfter, DefaultHeartbeat, 2*DefaultHeartbeat)
+	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 100 * time.Millisecond
 	}
@@ -115,9 +130,9 @@ func NewFeed(cfg FeedConfig) (*Feed, error) {
 func (f *Feed) Revoked(grantID string) bool { return f.set.Revoked(grantID) }
 
 // RefuseStale implements Freshness: when no event has come for StaleAfter,
-// it refuses every grant (FailClosed) or those whose certificates became
-// valid after the last contact (KeepIssuedBefore).
-func (f *Feed) RefuseStale(validFrom time.Time) bool {
+// it refuses every grant (FailClosed) or those issued after the last contact
+// (KeepIssuedBefore). Before the first snapshot it refuses every grant.
+func (f *Feed) RefuseStale(issued time.Time) bool {
 	last := f.lastContact.Load()
 	if last == 0 {
 		return true
@@ -125,7 +140,7 @@ func (f *Feed) RefuseStale(validFrom time.Time) bool {
 	if f.cfg.Clock().UnixNano()-last < int64(f.cfg.StaleAfter) {
 		return false
 	}
-	return f.cfg.Mode == FailClosed || validFrom.UnixNano() > last
+	return f.cfg.Mode == FailClosed || issued.UnixNano() > last
 }
 
 // ReportUse implements UseReporter: the use is queued and sent to the issuer
@@ -203,6 +218,10 @@ func (f *Feed) follow(ctx context.Context) error {
 		ev, err := stream.Recv()
 		if err != nil {
 			return err
+		}
+		if hb := ev.GetHeartbeatInterval(); hb != nil && 2*hb.AsDuration() > f.cfg.StaleAfter {
+			return fmt.Errorf("verifier: feed: the issuer's heartbeat is %s, and StaleAfter %s is less than two of them: refusing the feed; set StaleAfter to at least %s",
+				hb.AsDuration(), f.cfg.StaleAfter, 2*hb.AsDuration())
 		}
 		if ev.GetSnapshot() {
 			set := make(map[string]time.Time, len(ev.GetRevoked()))

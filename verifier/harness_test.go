@@ -2,8 +2,11 @@ package verifier_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/jitgrant/jitgrant/internal/fakeclock"
 	"github.com/jitgrant/jitgrant/internal/testledger"
 	"github.com/jitgrant/jitgrant/issuer/ca"
+	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
 	"github.com/jitgrant/jitgrant/verifier"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -20,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // The test service is internal/testledger's bank.v1.Ledger, plus
@@ -55,6 +60,101 @@ func adminDesc() *grpc.ServiceDesc {
 	return &grpc.ServiceDesc{ServiceName: "ops.v1.Admin", HandlerType: (*any)(nil), Methods: []grpc.MethodDesc{restart}}
 }
 
+// nest.v1.Nest: methods whose requests are pb.ReviewResponse, so that a
+// resource sits at a nested path ("request.id"), and Who, which answers with
+// the caller's identity.
+const (
+	mNestGet = "/nest.v1.Nest/Get" // unary, resource "request.id"
+	mNestPut = "/nest.v1.Nest/Put" // client stream, resource "request.id"
+	mNestBad = "/nest.v1.Nest/Bad" // unary, resource field path unreadable
+	mNestWho = "/nest.v1.Nest/Who" // unary, an identity method
+)
+
+// nestFields is the resource configuration of nest.v1.Nest.
+func nestFields() map[string]string {
+	return map[string]string{mNestGet: "request.id", mNestPut: "request.id", mNestBad: "note.id"}
+}
+
+// nestReply answers with the grant ID the handler saw, or "id:" and the
+// caller's identity when there is no grant.
+func nestReply(ctx context.Context) *wrapperspb.StringValue {
+	if g, ok := verifier.GrantFromContext(ctx); ok {
+		return wrapperspb.String(g.ID)
+	}
+	if id, ok := verifier.IdentityFromContext(ctx); ok {
+		return wrapperspb.String("id:" + id.String())
+	}
+	return wrapperspb.String("")
+}
+
+func nestDesc() *grpc.ServiceDesc {
+	unary := func(full string) grpc.MethodDesc {
+		return grpc.MethodDesc{
+			MethodName: full[strings.LastIndexByte(full, '/')+1:],
+			Handler: func(_ any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+				in := new(pb.ReviewResponse)
+				if err := dec(in); err != nil {
+					return nil, err
+				}
+				h := func(ctx context.Context, _ any) (any, error) { return nestReply(ctx), nil }
+				return icpt(ctx, in, &grpc.UnaryServerInfo{FullMethod: full}, h)
+			},
+		}
+	}
+	return &grpc.ServiceDesc{
+		ServiceName: "nest.v1.Nest",
+		HandlerType: (*any)(nil),
+		Methods:     []grpc.MethodDesc{unary(mNestGet), unary(mNestBad), unary(mNestWho)},
+		Streams: []grpc.StreamDesc{{StreamName: "Put", ClientStreams: true, Handler: func(_ any, ss grpc.ServerStream) error {
+			for {
+				if err := ss.RecvMsg(new(pb.ReviewResponse)); err != nil {
+					if errors.Is(err, io.EOF) {
+						return ss.SendMsg(nestReply(ss.Context()))
+					}
+					return err
+				}
+			}
+		}}},
+	}
+}
+
+// nestCall calls a unary method of nest.v1.Nest with request.id = resource
+// (no request at all when resource is "-") and returns the reply.
+func nestCall(cc *grpc.ClientConn, method, resource string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out := new(wrapperspb.StringValue)
+	err := cc.Invoke(ctx, method, nestRequest(resource), out)
+	return out.GetValue(), err
+}
+
+// nestPut sends one message per resource on nest.v1.Nest/Put and returns
+// the reply.
+func nestPut(cc *grpc.ClientConn, resources ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := cc.NewStream(ctx, &grpc.StreamDesc{StreamName: "Put", ClientStreams: true}, mNestPut)
+	if err != nil {
+		return "", err
+	}
+	for _, r := range resources {
+		if err := s.SendMsg(nestRequest(r)); err != nil {
+			break // the server ended the stream; RecvMsg tells why
+		}
+	}
+	s.CloseSend()
+	out := new(wrapperspb.StringValue)
+	err = s.RecvMsg(out)
+	return out.GetValue(), err
+}
+
+func nestRequest(resource string) *pb.ReviewResponse {
+	if resource == "-" {
+		return &pb.ReviewResponse{}
+	}
+	return &pb.ReviewResponse{Request: &pb.AccessRequest{Id: resource}}
+}
+
 // env is one protected test service on loopback, with its CA and clock.
 type env struct {
 	t     *testing.T
@@ -86,7 +186,7 @@ func newEnv(t *testing.T, mutate func(*verifier.Config), extra ...grpc.ServerOpt
 	cfg := verifier.Config{
 		SVIDSource:     e.mint(serverID, time.Hour, nil),
 		BundleSource:   e.ca.Bundle(),
-		ResourceFields: testledger.ResourceFields(),
+		ResourceFields: withNest(testledger.ResourceFields()),
 		Clock:          clock.Now,
 		Logger:         slog.New(slog.NewTextHandler(e.logs, nil)),
 	}
@@ -101,6 +201,7 @@ func newEnv(t *testing.T, mutate func(*verifier.Config), extra ...grpc.ServerOpt
 	srv := grpc.NewServer(append(v.ServerOptions(), extra...)...)
 	srv.RegisterService(testledger.ServiceDesc(), nil)
 	srv.RegisterService(adminDesc(), nil)
+	srv.RegisterService(nestDesc(), nil)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -110,6 +211,13 @@ func newEnv(t *testing.T, mutate func(*verifier.Config), extra ...grpc.ServerOpt
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	return e
+}
+
+func withNest(fields map[string]string) map[string]string {
+	for m, f := range nestFields() {
+		fields[m] = f
+	}
+	return fields
 }
 
 // mint returns an SVID for id from the env's CA; g nil means identity only.

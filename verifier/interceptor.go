@@ -3,6 +3,7 @@ package verifier
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/jitgrant/jitgrant/grant"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -19,7 +20,7 @@ func (v *Verifier) UnaryInterceptor(ctx context.Context, req any, info *grpc.Una
 	r, resource := v.decide(pc, info.FullMethod, req, false)
 	v.record(ctx, r, pc, info.FullMethod, resource)
 	if !r.allowed() {
-		return nil, denial(r, info.FullMethod)
+		return nil, v.denial(r, pc, info.FullMethod)
 	}
 	return handler(newContext(ctx, pc), req)
 }
@@ -33,7 +34,7 @@ func (v *Verifier) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.S
 	r, _ := v.decide(pc, info.FullMethod, nil, true)
 	v.record(ctx, r, pc, info.FullMethod, "")
 	if !r.allowed() {
-		return denial(r, info.FullMethod)
+		return v.denial(r, pc, info.FullMethod)
 	}
 	ws := &stream{ServerStream: ss, ctx: newContext(ctx, pc)}
 	if field, ok := v.fields[info.FullMethod]; ok && r == reasonAllowed {
@@ -61,29 +62,51 @@ func (s *stream) RecvMsg(m any) error {
 	}
 	r := reasonAllowed
 	resource, ok := readResource(m, s.field)
-	if !ok {
+	switch {
+	case !ok:
 		r = reasonResourceField
-	} else if s.pc.match.Authorize(s.method, resource) != grant.Allowed {
+	case resource != "" && !grant.CanonicalResource(resource):
+		r = reasonNotCanonical
+	case s.pc.match.Authorize(s.method, resource) != grant.Allowed:
 		r = reasonResource
 	}
 	if r != reasonAllowed {
 		s.v.record(s.ctx, r, s.pc, s.method, resource)
-		return denial(r, s.method)
+		return s.v.denial(r, s.pc, s.method)
 	}
 	return nil
 }
 
+// MsgGrantNotIdentity is the message of the PermissionDenied status with
+// which a grant certificate is refused where only identity SVIDs are
+// accepted (Config.IdentityMethods).
+const MsgGrantNotIdentity = "jitgrant: a grant certificate is not an identity: present your identity SVID"
+
 // denial is the status a client sees: the code and a short reason, no more.
-func denial(r reason, method string) error {
+func (v *Verifier) denial(r reason, pc *peerConn, method string) error {
 	switch r {
 	case reasonUnauthenticated:
 		return status.Error(codes.Unauthenticated, "jitgrant: peer not verified")
+	case reasonGrantNotIdentity:
+		return status.Error(codes.PermissionDenied, MsgGrantNotIdentity)
 	case reasonNoGrant, reasonMethod:
 		return status.Error(codes.PermissionDenied, "jitgrant: no grant for "+method)
 	case reasonResource, reasonResourceField:
 		return status.Error(codes.PermissionDenied, "jitgrant: resource not granted for "+method)
+	case reasonNoResourceField:
+		return status.Error(codes.PermissionDenied, "jitgrant: resource not granted for "+method+
+			": the grant is limited to resources and this service reads none for this method")
+	case reasonNotCanonical:
+		return status.Error(codes.PermissionDenied, `jitgrant: resource refused for `+method+`: empty, "." or ".." segment`)
 	case reasonNotYetValid:
-		return status.Error(codes.PermissionDenied, "jitgrant: grant not yet valid")
+		what := "certificate"
+		if pc.grant != nil {
+			what = "grant"
+		}
+		ahead := pc.notBefore.Sub(v.cfg.Clock()).Round(time.Second)
+		return status.Errorf(codes.PermissionDenied,
+			"jitgrant: %s not yet valid: it starts at %s, %s ahead of this server's clock: check clock skew between the issuer and this server (NTP)",
+			what, pc.notBefore.UTC().Format(time.RFC3339), ahead)
 	case reasonExpired:
 		return status.Error(codes.PermissionDenied, "jitgrant: grant expired")
 	case reasonRevoked:
@@ -149,10 +172,24 @@ func GrantFromContext(ctx context.Context) (*grant.Grant, bool) {
 }
 
 // PeerIDFromContext returns the SPIFFE ID of the verified caller of the RPC
-// in ctx.
+// in ctx, whether it presented an identity SVID or a grant certificate. Code
+// that decides who the caller is (not what it may call) wants
+// [IdentityFromContext].
 func PeerIDFromContext(ctx context.Context) (spiffeid.ID, bool) {
 	pc, ok := ctx.Value(ctxKey{}).(*peerConn)
 	if !ok {
+		return spiffeid.ID{}, false
+	}
+	return pc.id, true
+}
+
+// IdentityFromContext returns the SPIFFE ID of the verified caller of the RPC
+// in ctx when it presented an identity SVID. It returns false when the caller
+// presented a grant certificate: a grant is not its holder's identity, and
+// must not stand for it in an authentication or a permission check.
+func IdentityFromContext(ctx context.Context) (spiffeid.ID, bool) {
+	pc, ok := ctx.Value(ctxKey{}).(*peerConn)
+	if !ok || pc.grant != nil {
 		return spiffeid.ID{}, false
 	}
 	return pc.id, true

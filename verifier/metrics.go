@@ -13,10 +13,13 @@ const (
 	reasonAllowed reason = iota
 	reasonPublic
 	reasonUnauthenticated
+	reasonGrantNotIdentity
 	reasonNoGrant
 	reasonMethod
 	reasonResource
 	reasonResourceField
+	reasonNoResourceField
+	reasonNotCanonical
 	reasonNotYetValid
 	reasonExpired
 	reasonRevoked
@@ -26,21 +29,42 @@ const (
 )
 
 var reasonNames = [numReasons]string{
-	reasonAllowed:         "allowed",
-	reasonPublic:          "public_method",
-	reasonUnauthenticated: "unauthenticated",
-	reasonNoGrant:         "no_grant",
-	reasonMethod:          "method_not_in_scope",
-	reasonResource:        "resource_not_in_scope",
-	reasonResourceField:   "resource_field_unreadable",
-	reasonNotYetValid:     "not_yet_valid",
-	reasonExpired:         "expired",
-	reasonRevoked:         "revoked",
-	reasonStale:           "revocations_stale",
-	reasonUseLimit:        "use_limit_reached",
+	reasonAllowed:          "allowed",
+	reasonPublic:           "public_method",
+	reasonUnauthenticated:  "unauthenticated",
+	reasonGrantNotIdentity: "grant_not_identity",
+	reasonNoGrant:          "no_grant",
+	reasonMethod:           "method_not_in_scope",
+	reasonResource:         "resource_not_in_scope",
+	reasonResourceField:    "resource_field_unreadable",
+	reasonNoResourceField:  "resource_scope_without_field",
+	reasonNotCanonical:     "resource_not_canonical",
+	reasonNotYetValid:      "not_yet_valid",
+	reasonExpired:          "expired",
+	reasonRevoked:          "revoked",
+	reasonStale:            "revocations_stale",
+	reasonUseLimit:         "use_limit_reached",
 }
 
 func (r reason) String() string { return reasonNames[r] }
+
+// hint is what the log adds to a denial whose cause is not obvious from its
+// reason alone.
+func (r reason) hint() string {
+	switch r {
+	case reasonGrantNotIdentity:
+		return "a grant certificate was presented where only identity SVIDs are accepted"
+	case reasonNoResourceField:
+		return "the grant limits this method to resources, but Config.ResourceFields names no resource field for it, so no call can match"
+	case reasonNotCanonical:
+		return `the resource has an empty, "." or ".." segment`
+	case reasonNotYetValid:
+		return "the certificate starts after this server's time: check the clocks of the issuer and this server (NTP)"
+	case reasonStale:
+		return "the revocation feed has had no contact with the issuer for StaleAfter"
+	}
+	return ""
+}
 
 func (r reason) allowed() bool { return r == reasonAllowed || r == reasonPublic }
 

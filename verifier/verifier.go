@@ -26,6 +26,7 @@ const sweepEvery = time.Minute
 // install it with [Verifier.ServerOptions]. It is safe for concurrent use.
 type Verifier struct {
 	cfg      Config
+	identity []grant.Scope
 	public   []grant.Scope
 	fields   map[string]string
 	metrics  *metrics
@@ -44,6 +45,7 @@ type peerConn struct {
 	match     *grant.Matcher
 	notBefore time.Time
 	notAfter  time.Time
+	issued    time.Time   // the grant's issue time: notBefore + IssuerBackdate
 	uses      *useCounter // nil when the grant has no use limit
 }
 
@@ -73,6 +75,9 @@ func New(cfg Config) (*Verifier, error) {
 		return nil, err
 	}
 	v := &Verifier{cfg: cfg, metrics: newMetrics(), fields: make(map[string]string, len(cfg.ResourceFields))}
+	for _, m := range cfg.IdentityMethods {
+		v.identity = append(v.identity, grant.Scope{Method: m})
+	}
 	for _, m := range cfg.PublicMethods {
 		v.public = append(v.public, grant.Scope{Method: m})
 	}
@@ -120,7 +125,7 @@ func (v *Verifier) admit(state *credentials.TLSInfo) (*x509.Certificate, error) 
 	if err != nil {
 		return nil, fmt.Errorf("verifier: handshake: peer ID: %w", err)
 	}
-	pc := &peerConn{id: id, notBefore: leaf.NotBefore, notAfter: leaf.NotAfter}
+	pc := &peerConn{id: id, notBefore: leaf.NotBefore, notAfter: leaf.NotAfter, issued: leaf.NotBefore.Add(IssuerBackdate)}
 	g, err := grant.FromCertificate(leaf)
 	switch {
 	case errors.Is(err, grant.ErrNoGrant):
@@ -197,6 +202,20 @@ func (v *Verifier) decide(pc *peerConn, method string, req any, stream bool) (re
 	if pc == nil {
 		return reasonUnauthenticated, ""
 	}
+	// The handshake admits a certificate that is not yet valid by this
+	// server's clock, so that its holder learns why here (clock skew).
+	now := v.cfg.Clock()
+	if now.Before(pc.notBefore) {
+		return reasonNotYetValid, ""
+	}
+	for i := range v.identity {
+		if v.identity[i].MatchMethod(method) {
+			if pc.grant != nil {
+				return reasonGrantNotIdentity, ""
+			}
+			return reasonPublic, "" // counted as a public method: no grant needed
+		}
+	}
 	for i := range v.public {
 		if v.public[i].MatchMethod(method) {
 			return reasonPublic, ""
@@ -213,18 +232,20 @@ func (v *Verifier) decide(pc *peerConn, method string, req any, stream bool) (re
 		if resource, ok = readResource(req, field); !ok {
 			return reasonResourceField, ""
 		}
+		if resource != "" && !grant.CanonicalResource(resource) {
+			return reasonNotCanonical, resource
+		}
 	}
 	switch pc.match.Authorize(method, resource) {
 	case grant.MethodNotInScope:
 		return reasonMethod, resource
 	case grant.ResourceNotInScope:
-		if !stream || !hasField {
+		if !hasField {
+			return reasonNoResourceField, ""
+		}
+		if !stream {
 			return reasonResource, resource
 		}
-	}
-	now := v.cfg.Clock()
-	if now.Before(pc.notBefore) {
-		return reasonNotYetValid, resource
 	}
 	if now.After(pc.notAfter) {
 		return reasonExpired, resource
@@ -232,7 +253,7 @@ func (v *Verifier) decide(pc *peerConn, method string, req any, stream bool) (re
 	if v.cfg.Revocations.Revoked(g.ID) {
 		return reasonRevoked, resource
 	}
-	if v.fresh != nil && v.fresh.RefuseStale(pc.notBefore) {
+	if v.fresh != nil && v.fresh.RefuseStale(pc.issued) {
 		return reasonStale, resource
 	}
 	if pc.uses != nil {
@@ -261,6 +282,12 @@ func (v *Verifier) record(ctx context.Context, r reason, pc *peerConn, method, r
 	}
 	if resource != "" {
 		attrs = append(attrs, slog.String("resource", resource))
+	}
+	if hint := r.hint(); hint != "" {
+		attrs = append(attrs, slog.String("hint", hint))
+	}
+	if r == reasonNotYetValid && pc != nil {
+		attrs = append(attrs, slog.Time("valid_from", pc.notBefore), slog.Time("now", v.cfg.Clock()))
 	}
 	v.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "jitgrant: RPC denied", attrs...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,9 @@ import (
 	"github.com/jitgrant/jitgrant/verifier"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/spiffe/go-spiffe/v2/spiffegrpc/grpccredentials"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -283,6 +286,7 @@ func TestConfigErrors(t *testing.T) {
 		{"no SVID source", func(c *verifier.Config) { c.SVIDSource = nil }, "SVIDSource is required"},
 		{"no bundle source", func(c *verifier.Config) { c.BundleSource = nil }, "BundleSource is required"},
 		{"bad public method", func(c *verifier.Config) { c.PublicMethods = []string{"health"} }, "public method"},
+		{"bad identity method", func(c *verifier.Config) { c.IdentityMethods = []string{"/a.B"} }, "identity method"},
 		{"wildcard resource method", func(c *verifier.Config) { c.ResourceFields = map[string]string{"/a.B/*": "x"} }, "want a full method name"},
 		{"bad field path", func(c *verifier.Config) { c.ResourceFields = map[string]string{"/a.B/C": "x..y"} }, "want a field name or dotted path"},
 	}
@@ -304,8 +308,14 @@ func TestConfigErrors(t *testing.T) {
 // named metric whose label values are labels, in order.
 func metricValue(t *testing.T, v *verifier.Verifier, name string, labels ...string) float64 {
 	t.Helper()
+	return collectorValue(t, v.Collector(), name, labels...)
+}
+
+// collectorValue is metricValue for any collector.
+func collectorValue(t *testing.T, c prometheus.Collector, name string, labels ...string) float64 {
+	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(v.Collector())
+	reg.MustRegister(c)
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -338,4 +348,29 @@ func mintFrom(t *testing.T, c *ca.CA, id spiffeid.ID, g *grant.Grant) *x509svid.
 		t.Fatal(err)
 	}
 	return svid
+}
+
+// TestClientNamesClockSkew: a client whose clock is behind the server's
+// certificate learns from the error that its clock is the cause.
+func TestClientNamesClockSkew(t *testing.T) {
+	ahead := newCA(t, td, func() time.Time { return time.Now().Add(5 * time.Minute) })
+	srvSVID := mintFrom(t, ahead, serverID, nil)
+	srv := grpc.NewServer(grpc.Creds(grpccredentials.MTLSServerCredentials(srvSVID, ahead.Bundle(), tlsconfig.AuthorizeAny())))
+	srv.RegisterService(testledger.ServiceDesc(), nil)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	creds := verifier.ClientCredentials(mintFrom(t, ahead, clientID, nil), ahead.Bundle(), tlsconfig.AuthorizeID(serverID)).Clone()
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	_, err = call(cc, mGetBalance, "")
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "ahead of this machine's clock: check this machine's clock (NTP)") {
+		t.Fatalf("call to a server whose certificate starts ahead of this clock: %v", err)
+	}
 }

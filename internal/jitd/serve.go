@@ -178,7 +178,7 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	svids := newRotatingSVID(c, s.id, 24*time.Hour, cfg.Clock)
 	v, err := verifier.New(verifier.Config{
 		SVIDSource: svids, BundleSource: c.Bundle(), PublicMethods: issuer.PublicMethods(),
-		Clock: cfg.Clock, Logger: cfg.Logger,
+		IdentityMethods: issuer.IdentityMethods(), Clock: cfg.Clock, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
