@@ -68,6 +68,10 @@ type ServeConfig struct {
 	// WebhookBackoff, if set, is the delay before a webhook's first retry
 	// (tests). Default notify's.
 	WebhookBackoff time.Duration
+	// DiskReserve is the free space, in bytes, the database's file system
+	// must keep for writes to be accepted (kv.Config.DiskReserve). Zero
+	// selects kv.DefaultDiskReserve.
+	DiskReserve int64
 }
 
 // Server is a running jitd.
@@ -138,12 +142,12 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
 	}
-	if s.db, err = kv.Open(cfg.Dir.path(dirDB), kv.Config{Logger: cfg.Logger, AsyncWrites: cfg.AsyncWrites, MemTableSize: 16 << 20}); err != nil {
+	if s.db, err = kv.Open(cfg.Dir.path(dirDB), kv.Config{Logger: cfg.Logger, AsyncWrites: cfg.AsyncWrites, MemTableSize: 16 << 20, DiskReserve: cfg.DiskReserve}); err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
 	}
 	s.log, err = audit.New(s.db.DB, audit.Config{
 		Signer: signer, Origin: "jitgrant audit " + td.Name(), Actor: s.id.String(),
-		Now: cfg.Clock, Logger: cfg.Logger,
+		Now: cfg.Clock, Logger: cfg.Logger, WriteCheck: s.db.CheckWrite,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
@@ -200,7 +204,7 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		v.Collector(), s.issuer.Collector(), audit.NewCollector(s.log), policyMetrics, s.notifier.Collector())
+		v.Collector(), s.issuer.Collector(), audit.NewCollector(s.log), policyMetrics, s.notifier.Collector(), s.db.Collector())
 	if s.wl != nil {
 		reg.MustRegister(s.wl.Collector())
 	}
@@ -241,7 +245,12 @@ func (s *Server) loadPolicy(ctx context.Context, store issuer.Store, metrics *po
 		return nil, nil, fmt.Errorf("jitd: %w", err)
 	}
 	ps := policy.NewStore(p)
-	if err := store.Audit(ctx, policyRecord(s.id, s.cfg.PolicyPath, p.Hash(), nil)); err != nil {
+	switch err := store.Audit(ctx, policyRecord(s.id, s.cfg.PolicyPath, p.Hash(), nil)); {
+	case errors.Is(err, audit.ErrRefused):
+		// The disk is full: start anyway, serving reads and refusing every
+		// write (none can commit unaudited), rather than stay down.
+		s.cfg.Logger.Error("jitd: the policy load is not audited: writes are refused", "error", err)
+	case err != nil:
 		return nil, nil, fmt.Errorf("jitd: auditing the policy load: %w", err)
 	}
 	w, err := policy.NewWatcher(policy.WatcherConfig{
@@ -277,6 +286,10 @@ func (s *Server) httpHandler(reg *prometheus.Registry) http.Handler {
 			http.Error(w, "audit log: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
+		if err := s.db.Writable(); err != nil {
+			http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "ready")
 	})
 	return mux
@@ -299,6 +312,11 @@ func (s *Server) MetricsAddr() string {
 
 // Issuer returns the running issuer (tests sweep through it).
 func (s *Server) Issuer() *issuer.Issuer { return s.issuer }
+
+// Reopen returns a channel closed when jitd, started read-only on a full
+// disk, can open its database read-write: jitd serve then restarts the
+// server (Stop, Start) in the same process.
+func (s *Server) Reopen() <-chan struct{} { return s.db.Reopen() }
 
 // AuditLog returns the running audit log.
 func (s *Server) AuditLog() *audit.Log { return s.log }
