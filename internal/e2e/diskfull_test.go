@@ -42,9 +42,10 @@ func TestDiskFull(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	// 160 MiB: Badger's fully allocated logs (two 32 MiB files with jitd's
-	// settings), the room kept for flushing memtables (33 MiB) and a
-	// 16 MiB reserve fit, and filling it costs little memory.
+	// 160 MiB: Badger's fully allocated logs (a 32 MiB write-ahead log
+	// with jitd's settings, an 8 MiB value log), the room kept for
+	// flushing memtables (33 MiB) and a 16 MiB reserve fit, and filling it
+	// costs little memory.
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(mnt, 0o700); err != nil {
 		t.Fatal(err)
@@ -133,7 +134,7 @@ func TestDiskFull(t *testing.T) {
 	}
 
 	t.Run("full", func(t *testing.T) {
-		fill := fillDisk(t, mnt)
+		fill := fillDisk(t, mnt, "fill")
 		checkFull(t)
 		if err := os.Remove(fill); err != nil {
 			t.Fatal(err)
@@ -141,16 +142,20 @@ func TestDiskFull(t *testing.T) {
 		checkResumes(t)
 	})
 	t.Run("restart on a full disk", func(t *testing.T) {
-		fill := fillDisk(t, mnt)
+		fill := fillDisk(t, mnt, "fill")
 		if _, err := request(); err == nil {
 			t.Fatal("request on a full disk succeeded")
 		}
 		j.stop(t)
+		// Stopping gave back the space of Badger's logs: take it too.
+		fill2 := fillDisk(t, mnt, "fill-2")
 		j = startJitd(ctx, t, jitdBin, "serve", "--data-dir", data, "--listen", "127.0.0.1:0",
 			"--metrics-listen", metrics, "--disk-reserve-mib", "16")
 		checkFull(t)
-		if err := os.Remove(fill); err != nil {
-			t.Fatal(err)
+		for _, f := range []string{fill, fill2} {
+			if err := os.Remove(f); err != nil {
+				t.Fatal(err)
+			}
 		}
 		checkResumes(t)
 	})
@@ -214,11 +219,11 @@ func (j *jitdProc) stop(t *testing.T) {
 	}
 }
 
-// fillDisk allocates every free block of the file system at dir to one
-// file and returns its name.
-func fillDisk(t *testing.T, dir string) string {
+// fillDisk allocates every free block of the file system at dir to the file
+// name and returns its path.
+func fillDisk(t *testing.T, dir, name string) string {
 	t.Helper()
-	path := filepath.Join(dir, "fill")
+	path := filepath.Join(dir, name)
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
@@ -228,8 +233,10 @@ func fillDisk(t *testing.T, dir string) string {
 	if err := unix.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, int64(st.Bavail)*int64(st.Bsize)); err != nil {
-		t.Fatalf("filling the tmpfs: %v", err)
+	if free := int64(st.Bavail) * int64(st.Bsize); free > 0 {
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, free); err != nil {
+			t.Fatalf("filling the tmpfs (%d bytes free): %v", free, err)
+		}
 	}
 	if err := unix.Statfs(dir, &st); err != nil || st.Bavail != 0 {
 		t.Fatalf("tmpfs not full after filling: %d blocks free (%v)", st.Bavail, err)
