@@ -230,10 +230,14 @@ func (l *Log) commitPrefix(ms []*pending) int {
 				committed += len(results[i].entries)
 				l.m.latency.observe(now.Sub(p.start).Seconds())
 			}
-			p.res <- results[i]
 		}
+		// Metrics first: a caller that reads them once answered sees its
+		// own commit counted.
 		l.m.batch.observe(float64(committed))
 		l.m.entries.Add(uint64(committed))
+		for i, p := range ms {
+			p.res <- results[i]
+		}
 		return len(ms)
 	}
 }

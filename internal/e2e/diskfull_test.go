@@ -290,4 +290,3 @@ func waitReady(ctx context.Context, t *testing.T, url string) {
 	}
 	t.Fatalf("/readyz never became ready after space was freed: %s", last)
 }
-
