@@ -269,7 +269,7 @@ func Open(dir string, cfg Config) (*DB, error) {
 		log:       cfg.Logger,
 		stop:      make(chan struct{}),
 	}
-	_ = g.check() // allocate the new files; the state is logged
+	_ = g.check(true) // allocate the new files; the state is logged
 	switch {
 	case cfg.gcTick != nil:
 		db.wg.Go(func() { db.gcLoop(cfg.gcTick, cfg.gcDone) })
@@ -299,7 +299,7 @@ func (db *DB) spaceLoop(tick <-chan time.Time, done chan<- error) {
 		case <-db.stop:
 			return
 		case <-tick:
-			err := db.guard.check()
+			err := db.guard.check(true)
 			if done != nil {
 				select {
 				case done <- err:

@@ -119,6 +119,7 @@ type guard struct {
 
 	mu        sync.Mutex       // serializes checks
 	allocated map[string]int64 // file name -> length allocated
+	stamp     [2]int64         // the directory's mtime and ctime when nothing was left to allocate
 	noFalloc  bool             // the file system refused fallocate; warned once
 	reopen    chan struct{}    // read-only: closed when there is room
 	reopenOne sync.Once
@@ -127,6 +128,15 @@ type guard struct {
 	lastFree    atomic.Int64
 	refusals    atomic.Uint64 // writes refused
 	transitions atomic.Uint64 // accepting -> refusing
+}
+
+// dirStamp returns dir's modification and change times, in nanoseconds.
+func dirStamp(dir string) ([2]int64, error) {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return [2]int64{}, err
+	}
+	return [2]int64{info.ModTime().UnixNano(), changeTime(info)}, nil
 }
 
 // mmapped reports whether Badger writes the file named name through a
@@ -141,10 +151,10 @@ func mmapped(name string) bool {
 // allocate stays sparse and the returned error refuses writes. Files that
 // vanish meanwhile (Badger deletes flushed write-ahead logs) are skipped.
 // Call with g.mu held.
-func (g *guard) allocateAll(free int64) error {
+func (g *guard) allocateAll(free int64) (grew bool, err error) {
 	entries, err := os.ReadDir(g.dir)
 	if err != nil {
-		return err
+		return false, err
 	}
 	seen := make(map[string]bool, len(g.allocated))
 	var short error
@@ -159,7 +169,7 @@ func (g *guard) allocateAll(free int64) error {
 			continue
 		}
 		if err != nil {
-			return err
+			return grew, err
 		}
 		grow := info.Size() - g.allocated[name]
 		if g.noFalloc || grow <= 0 {
@@ -175,13 +185,14 @@ func (g *guard) allocateAll(free int64) error {
 		case err == nil:
 			g.allocated[name] = info.Size()
 			free -= grow
+			grew = true
 		case errors.Is(err, os.ErrNotExist):
 		case errors.Is(err, errNoFallocate):
 			g.noFalloc = true
 			g.log.Warn("kv: cannot allocate memory-mapped files; relying on the free-space reserve alone",
 				"dir", g.dir, "err", err)
 		default:
-			return fmt.Errorf("allocating %s (%d MiB): %w", name, info.Size()>>20, err)
+			return grew, fmt.Errorf("allocating %s (%d MiB): %w", name, info.Size()>>20, err)
 		}
 	}
 	for name := range g.allocated {
@@ -189,13 +200,20 @@ func (g *guard) allocateAll(free int64) error {
 			delete(g.allocated, name)
 		}
 	}
-	return short
+	return grew, short
 }
 
 // check measures the free space, allocates new memory-mapped files, and
 // updates the state: it returns nil when writes may proceed, else the
 // *DiskFullError that refuses them. Transitions are logged once each.
-func (g *guard) check() error {
+//
+// With full unset (before each write transaction) the directory is listed
+// only when its modification or change time moved since the last listing
+// that left nothing to do: a cheap stat instead of a listing and a stat
+// per file. A file created within the same clock tick as that listing
+// waits for the next change or the next full check (the background one),
+// and meanwhile the reserve covers it.
+func (g *guard) check(full bool) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	free, err := g.free(g.dir)
@@ -203,10 +221,18 @@ func (g *guard) check() error {
 	if err != nil {
 		cause = fmt.Errorf("measuring free space: %w", err)
 	} else if !g.readOnly {
-		if cause = g.allocateAll(free); cause == nil {
-			free, err = g.free(g.dir)
-			if err != nil {
-				cause = fmt.Errorf("measuring free space: %w", err)
+		stamp, serr := dirStamp(g.dir)
+		if full || serr != nil || stamp != g.stamp {
+			var grew bool
+			grew, cause = g.allocateAll(free)
+			g.stamp = [2]int64{}
+			if cause == nil && serr == nil {
+				g.stamp = stamp
+			}
+			if grew && cause == nil {
+				if free, err = g.free(g.dir); err != nil {
+					cause = fmt.Errorf("measuring free space: %w", err)
+				}
 			}
 		}
 	}
@@ -291,7 +317,7 @@ func openPlan(dir string, free int64) (readOnly bool, need int64, err error) {
 // go through one writer, so the check and the transaction do not
 // interleave with another's.
 func (db *DB) CheckWrite() error {
-	err := db.guard.check()
+	err := db.guard.check(false)
 	if err != nil {
 		db.guard.refusals.Add(1)
 	}

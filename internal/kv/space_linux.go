@@ -5,6 +5,7 @@ package kv
 import (
 	"errors"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,4 +77,12 @@ func walSpace(path string) (dataEnd, allocated int64, err error) {
 		end = start
 	}
 	return 0, st.Blocks * 512, nil
+}
+
+// changeTime returns the inode change time of info, in nanoseconds.
+func changeTime(info os.FileInfo) int64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Ctim.Nano()
+	}
+	return 0
 }
