@@ -159,6 +159,27 @@ func TestDiskFull(t *testing.T) {
 		}
 		checkResumes(t)
 	})
+	t.Run("start on a full disk after a clean stop", func(t *testing.T) {
+		// With space, stopping flushes the write-ahead log: Badger can
+		// then open read-only on a full disk, and jitd reopens it
+		// read-write, in the same process, once space is back. The API
+		// keeps its address across that restart.
+		j.stop(t)
+		if code := j.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("jitd exited %d after SIGTERM with space; log:\n%s", code, j.logs.String())
+		}
+		fill := fillDisk(t, mnt, "fill")
+		j = startJitd(ctx, t, jitdBin, "serve", "--data-dir", data, "--listen", freePort(t),
+			"--metrics-listen", metrics, "--disk-reserve-mib", "16")
+		if !strings.Contains(j.logs.String(), "opening the database read-only") {
+			t.Errorf("jitd did not open read-only on a full disk; log:\n%s", j.logs.String())
+		}
+		checkFull(t)
+		if err := os.Remove(fill); err != nil {
+			t.Fatal(err)
+		}
+		checkResumes(t)
+	})
 	j.stop(t)
 	if code := j.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("jitd exited %d after SIGTERM with space; log:\n%s", code, j.logs.String())
@@ -191,7 +212,10 @@ func startJitd(ctx context.Context, t *testing.T, bin string, args ...string) *j
 		for sc.Scan() {
 			j.logs.Write([]byte(sc.Text() + "\n"))
 			if m := api.FindStringSubmatch(sc.Text()); m != nil {
-				addrCh <- m[1]
+				select {
+				case addrCh <- m[1]:
+				default: // serving again after reopening read-write
+				}
 			}
 		}
 	}()

@@ -82,7 +82,7 @@ func (e *DiskFullError) Error() string {
 		fmt.Fprintf(&b, " (%v)", e.Cause)
 	}
 	if e.ReadOnly {
-		b.WriteString("; the database is open read-only: free space and jitd reopens it by itself")
+		b.WriteString("; the database is open read-only: free space and jitd resumes by itself, reopening it")
 	} else {
 		b.WriteString("; free space and jitd resumes by itself")
 	}

@@ -194,7 +194,7 @@ func TestOpenReadOnlyWhenFull(t *testing.T) {
 		t.Errorf("read: %q, want 1", got)
 	}
 	err = db.CheckWrite()
-	if !errors.Is(err, ErrDiskFull) || !strings.Contains(err.Error(), "read-only") || !strings.Contains(err.Error(), "reopens it by itself") {
+	if !errors.Is(err, ErrDiskFull) || !strings.Contains(err.Error(), "read-only") || !strings.Contains(err.Error(), "resumes by itself, reopening it") {
 		t.Errorf("CheckWrite on a read-only database: %v", err)
 	}
 	select {
