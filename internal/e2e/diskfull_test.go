@@ -158,6 +158,15 @@ func TestDiskFull(t *testing.T) {
 			}
 		}
 		checkResumes(t)
+		// The policy load that the full disk kept from the log is
+		// audited once writes resume.
+		for !strings.Contains(j.logs.String(), "jitd: the policy load is audited") {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("the policy load was never audited; log:\n%s", j.logs.String())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
 	})
 	t.Run("start on a full disk after a clean stop", func(t *testing.T) {
 		// With space, stopping flushes the write-ahead log: Badger can

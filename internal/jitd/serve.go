@@ -94,6 +94,8 @@ type Server struct {
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
+	// unaudited is the policy load the full disk kept from the log.
+	unaudited *audit.Record
 }
 
 // ServerID returns jitd's own SPIFFE ID in td: clients authorize it.
@@ -222,6 +224,9 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 		s.goRun(func() { _ = s.http.Serve(s.httpLis) })
 	}
 	s.goRun(func() { _ = watcher.Run(runCtx) })
+	if rec := s.unaudited; rec != nil {
+		s.goRun(func() { s.auditWhenWritable(runCtx, store, *rec) })
+	}
 	ticker := time.NewTicker(cfg.SweepEvery)
 	s.goRun(func() { defer ticker.Stop(); _ = s.issuer.Run(runCtx, ticker.C) })
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -248,8 +253,11 @@ func (s *Server) loadPolicy(ctx context.Context, store issuer.Store, metrics *po
 	switch err := store.Audit(ctx, policyRecord(s.id, s.cfg.PolicyPath, p.Hash(), nil)); {
 	case errors.Is(err, audit.ErrRefused):
 		// The disk is full: start anyway, serving reads and refusing every
-		// write (none can commit unaudited), rather than stay down.
-		s.cfg.Logger.Error("jitd: the policy load is not audited: writes are refused", "error", err)
+		// write (none can commit unaudited), rather than stay down; the
+		// load is audited once writes are accepted again.
+		s.cfg.Logger.Error("jitd: the policy load is not audited yet: writes are refused", "error", err)
+		rec := policyRecord(s.id, s.cfg.PolicyPath, p.Hash(), nil)
+		s.unaudited = &rec
 	case err != nil:
 		return nil, nil, fmt.Errorf("jitd: auditing the policy load: %w", err)
 	}
@@ -267,6 +275,28 @@ func (s *Server) loadPolicy(ctx context.Context, store issuer.Store, metrics *po
 		return nil, nil, fmt.Errorf("jitd: %w", err)
 	}
 	return ps, w, nil
+}
+
+// auditWhenWritable appends rec once the store accepts writes again,
+// trying every SweepEvery, until ctx ends.
+func (s *Server) auditWhenWritable(ctx context.Context, store issuer.Store, rec audit.Record) {
+	t := time.NewTicker(s.cfg.SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		switch err := store.Audit(ctx, rec); {
+		case err == nil:
+			s.cfg.Logger.Info("jitd: the policy load is audited")
+			return
+		case !errors.Is(err, audit.ErrRefused):
+			s.cfg.Logger.Error("jitd: auditing the policy load failed", "error", err)
+			return
+		}
+	}
 }
 
 func policyRecord(id spiffeid.ID, path, hash string, loadErr error) audit.Record {
