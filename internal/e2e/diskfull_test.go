@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -51,6 +52,9 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=160m"); err != nil {
+		if errors.Is(err, syscall.EPERM) && os.Getenv("CI") != "true" {
+			t.Skipf("root may not mount here (a container without CAP_SYS_ADMIN?): %v", err)
+		}
 		t.Fatalf("mounting a tmpfs: %v", err)
 	}
 	t.Cleanup(func() {

@@ -171,8 +171,12 @@ func (g *guard) allocateAll(free int64) (grew bool, err error) {
 		if err != nil {
 			return grew, err
 		}
-		grow := info.Size() - g.allocated[name]
-		if g.noFalloc || grow <= 0 {
+		grow := info.Size() - max(g.allocated[name], allocatedBytes(info))
+		if grow <= 0 {
+			g.allocated[name] = info.Size() // allocated already (an earlier run)
+			continue
+		}
+		if g.noFalloc {
 			continue
 		}
 		if free-grow < g.floor {

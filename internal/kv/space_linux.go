@@ -86,3 +86,12 @@ func changeTime(info os.FileInfo) int64 {
 	}
 	return 0
 }
+
+// allocatedBytes returns how much of the file info describes has disk
+// blocks.
+func allocatedBytes(info os.FileInfo) int64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return 0
+}

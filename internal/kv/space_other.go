@@ -21,3 +21,6 @@ func walSpace(path string) (dataEnd, allocated int64, err error) {
 
 // changeTime is not used outside Linux (nothing is allocated there).
 func changeTime(os.FileInfo) int64 { return 0 }
+
+// allocatedBytes is not used outside Linux (nothing is allocated there).
+func allocatedBytes(os.FileInfo) int64 { return 0 }
