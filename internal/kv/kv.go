@@ -220,8 +220,9 @@ func withDefaults(cfg Config) Config {
 // Open opens (creating if needed) the Badger database in dir and starts its
 // value-log GC loop and its free-space check. If another process holds the
 // directory, the error matches ErrLocked and names dir. If the file system
-// lacks the room to replay the write-ahead logs, the database is opened
-// read-only (see ReadOnly and Reopen).
+// lacks the room that opening read-write writes, the database is opened
+// read-only when Badger can (see ReadOnly and Reopen), and otherwise Open
+// fails with an error matching ErrDiskFull (see space.go).
 func Open(dir string, cfg Config) (*DB, error) {
 	if dir == "" {
 		return nil, errors.New("kv: open: empty directory name")

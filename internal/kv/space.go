@@ -24,13 +24,17 @@ import (
 // Badger's goroutines into an error. So:
 //
 //  1. Every memory-mapped log file is allocated to its full length with
-//     fallocate(2), without changing its length: at Open for the files
-//     already there, then before each write transaction (CheckWrite) and on
-//     every background check for the ones Badger created since (a new
-//     write-ahead log when a memtable fills, a new value log). Badger has no
-//     hook to do it when it creates a file, so the first transaction
-//     written into a new write-ahead log (at most 15% of a memtable) lands
-//     in a sparse file: the reserve covers it.
+//     fallocate(2), without changing its length: right after Badger opens
+//     (and creates its new write-ahead log and value log), then for the
+//     files Badger creates later (a new write-ahead log when a memtable
+//     fills, a new value log), before each write transaction (CheckWrite,
+//     which lists the directory only when its times changed) and on every
+//     background check. Badger has no hook to do it when it creates a
+//     file, so the first transaction written into a new write-ahead log (at
+//     most 15% of a memtable) lands in a sparse file: the reserve covers
+//     it. An allocation always leaves a memtable flush's worth of space
+//     (NumMemtables x MemTableSize + 1 MiB) free; a file that cannot be
+//     allocated stays sparse and writes are refused.
 //  2. Before each write transaction the file system must have
 //     Config.DiskReserve free. The reserve covers what Badger writes on its
 //     own after a transaction is accepted: the rest of that transaction,
@@ -40,11 +44,14 @@ import (
 //     ErrDiskFull) and the caller refuses the write; reads go on. A
 //     background check every Config.DiskCheckInterval (and every
 //     CheckWrite) measures again and accepts writes once space is back.
-//  4. Opening a database read-write replays the write-ahead logs and
-//     flushes them to tables. When the free space cannot hold that, Open
-//     opens the database read-only instead (reads served, writes refused)
-//     and Reopen's channel is closed once there is room: the owner then
-//     closes the database and opens it again, read-write.
+//  4. Opening a database read-write replays each write-ahead log,
+//     truncates it to its data (freeing what was allocated past it) and
+//     flushes it to a table. Open estimates that (openPlan) and, when the
+//     free space cannot hold it: opens the database read-only if there is
+//     no write-ahead log (Badger refuses read-only with one to replay);
+//     Reopen's channel is closed once there is room, and the owner closes
+//     and opens the database again, read-write. With a write-ahead log,
+//     Open fails with an error matching ErrDiskFull and changes nothing.
 //  5. Closing a read-write database flushes the memtable to a table. When
 //     the free space cannot hold that, Close leaves the database open (the
 //     process is about to exit; every committed transaction is in the
