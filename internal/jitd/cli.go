@@ -199,7 +199,11 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 					if err := s.Stop(); err != nil {
 						logger.Warn("jitd: stopping the read-only server", "error", err)
 					}
-					if s, err = Start(ctx, sc); err != nil {
+					s, err = Start(ctx, sc)
+					if errors.Is(err, kv.ErrDiskFull) {
+						s, err = startWhenSpace(ctx, sc, logger, err)
+					}
+					if err != nil {
 						return err
 					}
 				case <-ctx.Done():
