@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -73,7 +74,8 @@ func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 // Export writes entries [from, to) as an export (JSON Lines: a header, one
 // line per entry, and a checkpoint line); to is capped at the end of the log.
 // The checkpoint is the latest one if it covers the range, or else a new one
-// signed for the occasion; when it is larger than to, the export carries a
+// signed for the occasion (or, when Config.WriteCheck refuses to store
+// one, the latest, and the export ends there); when it is larger than to, the export carries a
 // consistency proof from to to its size. Entries are read from one consistent snapshot,
 // and each is checked against its stored hash on the way out.
 func (l *Log) Export(ctx context.Context, w io.Writer, from, to uint64) error {
@@ -82,8 +84,14 @@ func (l *Log) Export(ctx context.Context, w io.Writer, from, to uint64) error {
 	}
 	cp := l.latest.Load()
 	if cp == nil || cp.Size < min(to, l.Size()) {
-		var err error
-		if cp, err = l.Sign(ctx); err != nil {
+		signed, err := l.Sign(ctx)
+		switch {
+		case err == nil:
+			cp = signed
+		case errors.Is(err, ErrRefused) && cp != nil:
+			// The new checkpoint cannot be stored (the disk is full):
+			// export what the latest one covers.
+		default:
 			return fmt.Errorf("audit: export: %w", err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -491,5 +492,50 @@ func TestCommitDelay(t *testing.T) {
 	}
 	if r := <-delayed; r.err != nil || r.entries[0].Seq != 6 {
 		t.Fatalf("delayed append: %v, %v; want seq 6", r.entries, r.err)
+	}
+}
+
+// TestWriteCheckRefuses: a write refused by Config.WriteCheck (jitd: the
+// disk is nearly full) commits neither the change nor its entry, matches
+// ErrRefused with the check's text, and leaves the log usable: appends
+// succeed again once the check passes. Checkpoints wait too.
+func TestWriteCheckRefuses(t *testing.T) {
+	errFull := errors.New("disk nearly full")
+	var full atomic.Bool
+	l := newTestLog(t, func(c *Config) {
+		c.WriteCheck = func() error {
+			if full.Load() {
+				return errFull
+			}
+			return nil
+		}
+	})
+	mustAppend(t, l.Log, record(0))
+	if _, err := l.Sign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, l.Log, record(1))
+	full.Store(true)
+	_, err := l.Append(context.Background(), record(2), func(tx Tx) error { return tx.Set([]byte("k"), []byte("v")) })
+	var refused *RefusedError
+	if !errors.Is(err, ErrRefused) || !errors.Is(err, errFull) || !errors.As(err, &refused) || err.Error() != errFull.Error() {
+		t.Fatalf("Append while refused: %v, want a *RefusedError wrapping the check's error", err)
+	}
+	if _, ok := getKey(t, l.db.DB, "k"); ok || l.Size() != 2 {
+		t.Fatal("the change or its entry was written although the check refused it")
+	}
+	if _, err := l.Sign(context.Background()); !errors.Is(err, ErrRefused) {
+		t.Errorf("Sign while refused: %v, want ErrRefused", err)
+	}
+	// Reads go on: an export ends at the latest stored checkpoint.
+	if ex, _ := export(t, l.Log, 0, 100); ex.To != 1 || len(ex.Entries) != 1 {
+		t.Errorf("export while refused: [%d, %d) with %d entries, want the checkpoint's 1", ex.From, ex.To, len(ex.Entries))
+	}
+	full.Store(false)
+	if _, err := l.Append(context.Background(), record(2), func(tx Tx) error { return tx.Set([]byte("k"), []byte("v")) }); err != nil {
+		t.Fatalf("Append once the check passes: %v", err)
+	}
+	if _, ok := getKey(t, l.db.DB, "k"); !ok || l.Size() != 3 {
+		t.Fatal("the change or its entry is missing after the check passed")
 	}
 }

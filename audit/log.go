@@ -53,6 +53,12 @@ type Config struct {
 	// done. Appenders that mostly wait on the log (CPU idle) lose
 	// throughput instead. Default 0: commit at once.
 	CommitDelay time.Duration
+	// WriteCheck, when set, runs before every write transaction (a group
+	// of appends, a checkpoint). A non-nil error refuses the writes (fail
+	// closed: no change commits without its entry) with a *RefusedError
+	// that wraps it; the log stays usable and later appends are tried
+	// again. jitd checks the disk's free space with it.
+	WriteCheck func() error
 }
 
 // Errors callers can branch on.
@@ -70,7 +76,25 @@ var (
 	ErrTooLarge = errors.New("audit: change and entry too large for one transaction")
 	// ErrNotFound reports an entry or checkpoint that does not exist.
 	ErrNotFound = errors.New("audit: not found")
+	// ErrRefused reports writes refused by Config.WriteCheck; the log stays
+	// usable. *RefusedError matches it.
+	ErrRefused = errors.New("audit: write refused")
 )
+
+// RefusedError is the error of an append or checkpoint refused by
+// Config.WriteCheck before anything was written. Its text is the check's.
+type RefusedError struct {
+	// Err is what Config.WriteCheck returned.
+	Err error
+}
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the check's error.
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// Is makes a *RefusedError match ErrRefused.
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 
 // Log is an append-only, hash-chained audit log with a Merkle tree and signed
 // checkpoints, stored in a Badger database it shares with its caller. All

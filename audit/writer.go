@@ -177,6 +177,10 @@ func (l *Log) commitPrefix(ms []*pending) int {
 		}
 		return len(ms)
 	}
+	if err := l.checkWrite(); err != nil {
+		l.failGroup(ms, make([]result, len(ms)), err)
+		return len(ms)
+	}
 	for attempt := 1; ; attempt++ {
 		txn := l.db.NewTransaction(true)
 		st, results, fit, err := l.stageGroup(txn, ms)
@@ -226,10 +230,14 @@ func (l *Log) commitPrefix(ms []*pending) int {
 				committed += len(results[i].entries)
 				l.m.latency.observe(now.Sub(p.start).Seconds())
 			}
-			p.res <- results[i]
 		}
+		// Metrics first: a caller that reads them once answered sees its
+		// own commit counted.
 		l.m.batch.observe(float64(committed))
 		l.m.entries.Add(uint64(committed))
+		for i, p := range ms {
+			p.res <- results[i]
+		}
 		return len(ms)
 	}
 }
@@ -318,6 +326,17 @@ func (l *Log) stageEntry(txn *badger.Txn, st *writerState, rec Record, now time.
 	return e, stored, nil
 }
 
+// checkWrite runs Config.WriteCheck, wrapping a refusal in *RefusedError.
+func (l *Log) checkWrite() error {
+	if l.cfg.WriteCheck == nil {
+		return nil
+	}
+	if err := l.cfg.WriteCheck(); err != nil {
+		return &RefusedError{Err: err}
+	}
+	return nil
+}
+
 // beforeCommit runs the test hook that can fail a commit.
 func (l *Log) beforeCommit() error {
 	if f := l.hookBeforeCommit.Load(); f != nil {
@@ -337,6 +356,9 @@ func (l *Log) maybeCheckpoint() {
 		interval > 0 && l.cfg.Now().Sub(l.w.cpTime) >= interval
 	if !due {
 		return
+	}
+	if err := l.checkWrite(); err != nil {
+		return // refused (logged by the check); tried again on the next tick
 	}
 	size := l.w.fr.n
 	cp, err := signCheckpoint(l.cfg.Signer, l.cfg.Origin, size, l.w.fr.root(), l.cfg.Now())
@@ -372,6 +394,9 @@ func (l *Log) signNow() (*Checkpoint, error) {
 	size := l.w.fr.n
 	if cp := l.latest.Load(); cp != nil && cp.Size == size {
 		return cp, nil
+	}
+	if err := l.checkWrite(); err != nil {
+		return nil, fmt.Errorf("audit: store checkpoint %d: %w", size, err)
 	}
 	cp, err := signCheckpoint(l.cfg.Signer, l.cfg.Origin, size, l.w.fr.root(), l.cfg.Now())
 	if err != nil {

@@ -95,6 +95,8 @@ func (s *Service) toStatus(ctx context.Context, method string, err error) error 
 		code = codes.Aborted
 	case errors.Is(err, ErrUnavailable):
 		code = codes.Unavailable
+	case errors.Is(err, audit.ErrRefused):
+		code = codes.ResourceExhausted
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
@@ -106,8 +108,14 @@ func (s *Service) toStatus(ctx context.Context, method string, err error) error 
 	for _, sentinel := range []error{ErrNotFound, ErrInvalid, ErrPermission, ErrState, ErrConflict, ErrUnavailable} {
 		msg = strings.TrimPrefix(msg, sentinel.Error()+": ")
 	}
-	if code == codes.Internal {
+	var refused *audit.RefusedError
+	switch {
+	case code == codes.Internal:
 		level, msg = slog.LevelError, "internal error; see the issuer's log"
+	case errors.As(err, &refused):
+		// The store refused the write (the disk is nearly full): its text
+		// says what is short and that writes resume by themselves.
+		level, msg = slog.LevelWarn, refused.Error()
 	}
 	s.log.Log(ctx, level, "issuer: call failed", "method", method, "caller", id.String(), "code", code.String(), "error", err.Error())
 	return status.Error(code, msg)

@@ -2,6 +2,7 @@ package jitd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jitgrant/jitgrant/internal/cli"
+	"github.com/jitgrant/jitgrant/internal/kv"
 	"github.com/jitgrant/jitgrant/issuer/attest"
 	"github.com/jitgrant/jitgrant/issuer/notify"
 	"github.com/spf13/cobra"
@@ -140,6 +142,7 @@ type fileConfig struct {
 	WorkloadSocket   string               `yaml:"workload_socket"`
 	Entries          []attest.EntryConfig `yaml:"entries"`
 	Webhooks         []notify.Endpoint    `yaml:"webhooks"`
+	DiskReserveMiB   int64                `yaml:"disk_reserve_mib"`
 }
 
 func serveCommand(stderr io.Writer) *cobra.Command {
@@ -173,11 +176,21 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			s, err := Start(ctx, ServeConfig{
+			if fc.DiskReserveMiB < 0 {
+				return fmt.Errorf("jitd: serve: --disk-reserve-mib %d: must not be negative", fc.DiskReserveMiB)
+			}
+			sc := ServeConfig{
 				Dir: DataDir(fc.DataDir), Listen: fc.Listen, PolicyPath: fc.Policy,
 				MetricsListen: fc.MetricsListen, Passphrase: pass, MaxTTLCap: fc.MaxTTLCap, Logger: logger,
 				WorkloadSocket: fc.WorkloadSocket, Entries: fc.Entries, Webhooks: fc.Webhooks,
-			})
+				DiskReserve: fc.DiskReserveMiB << 20,
+			}
+			s, err := Start(ctx, sc)
+			if errors.Is(err, kv.ErrDiskFull) {
+				// Badger can open the database neither read-write nor
+				// read-only (see kv.Open): wait for space rather than exit.
+				s, err = startWhenSpace(ctx, sc, logger, err)
+			}
 			if err != nil {
 				return err
 			}
@@ -189,6 +202,19 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 				case <-hup:
 					ev := s.ReloadPolicy()
 					logger.Info("jitd: policy reload on SIGHUP", "ok", ev.OK, "sha256", ev.Hash, "error", ev.Err)
+				case <-s.Reopen():
+					// Started read-only on a full disk; space is back.
+					logger.Info("jitd: restarting to open the database read-write")
+					if err := s.Stop(); err != nil {
+						logger.Warn("jitd: stopping the read-only server", "error", err)
+					}
+					s, err = Start(ctx, sc)
+					if errors.Is(err, kv.ErrDiskFull) {
+						s, err = startWhenSpace(ctx, sc, logger, err)
+					}
+					if err != nil {
+						return err
+					}
 				case <-ctx.Done():
 					logger.Info("jitd: shutting down")
 					return s.Stop()
@@ -197,7 +223,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "", "YAML configuration file (keys: data_dir, listen, policy, metrics_listen, log_json, max_ttl_cap, ca_passphrase_file, workload_socket, entries, webhooks)")
+	f.StringVar(&configPath, "config", "", "YAML configuration file (keys: data_dir, listen, policy, metrics_listen, log_json, max_ttl_cap, ca_passphrase_file, workload_socket, entries, webhooks, disk_reserve_mib)")
 	f.StringVar(&fc.DataDir, "data-dir", "", "data directory made by jitd init")
 	f.StringVar(&fc.Listen, "listen", "127.0.0.1:8443", "issuer API address (mTLS)")
 	f.StringVar(&fc.Policy, "policy", "", "policy file (default <data-dir>/policy.yaml)")
@@ -205,8 +231,33 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 	f.BoolVar(&fc.LogJSON, "log-json", false, "log JSON instead of text")
 	f.DurationVar(&fc.MaxTTLCap, "max-ttl-cap", 0, "raise the global cap on grant TTLs (default 1h, at most 24h)")
 	f.StringVar(&fc.CAPassphraseFile, "ca-passphrase-file", "", "file holding the CA key's passphrase")
+	f.Int64Var(&fc.DiskReserveMiB, "disk-reserve-mib", 0, "free space (MiB) the database's file system must keep for writes to be accepted (default: 2x memtable + 2x value log + flushes + 16, at least 64)")
 	f.StringVar(&fc.WorkloadSocket, "workload-socket", "", "serve the SPIFFE Workload API on this Unix socket (registration entries come from --config)")
 	return cmd
+}
+
+// diskWait is how often jitd serve tries again to open a database it had no
+// disk space to open.
+const diskWait = 5 * time.Second
+
+// startWhenSpace retries Start every diskWait while it fails for lack of
+// disk space, logging why once.
+func startWhenSpace(ctx context.Context, sc ServeConfig, logger *slog.Logger, err error) (*Server, error) {
+	logger.Error("jitd: cannot open the database: waiting for disk space", "error", err)
+	t := time.NewTicker(diskWait)
+	defer t.Stop()
+	for errors.Is(err, kv.ErrDiskFull) {
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-t.C:
+		}
+		var s *Server
+		if s, err = Start(ctx, sc); err == nil {
+			return s, nil
+		}
+	}
+	return nil, err
 }
 
 // mergeConfigFile reads the YAML file strictly and fills in every setting

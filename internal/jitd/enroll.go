@@ -81,7 +81,8 @@ func Enroll(ctx context.Context, cfg EnrollConfig) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("jitd: enroll: %w", err)
 	}
 	defer db.Close()
-	log, err := audit.New(db.DB, audit.Config{Signer: signer, Origin: "jitgrant audit " + td.Name(), Actor: ServerID(td).String(), Now: cfg.Clock})
+	log, err := audit.New(db.DB, audit.Config{Signer: signer, Origin: "jitgrant audit " + td.Name(), Actor: ServerID(td).String(), Now: cfg.Clock,
+		WriteCheck: db.CheckWrite})
 	if err != nil {
 		return nil, fmt.Errorf("jitd: enroll: %w", err)
 	}

@@ -68,6 +68,10 @@ type ServeConfig struct {
 	// WebhookBackoff, if set, is the delay before a webhook's first retry
 	// (tests). Default notify's.
 	WebhookBackoff time.Duration
+	// DiskReserve is the free space, in bytes, the database's file system
+	// must keep for writes to be accepted (kv.Config.DiskReserve). Zero
+	// selects kv.DefaultDiskReserve.
+	DiskReserve int64
 }
 
 // Server is a running jitd.
@@ -90,6 +94,8 @@ type Server struct {
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
+	// unaudited is the policy load the full disk kept from the log.
+	unaudited *audit.Record
 }
 
 // ServerID returns jitd's own SPIFFE ID in td: clients authorize it.
@@ -138,12 +144,12 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
 	}
-	if s.db, err = kv.Open(cfg.Dir.path(dirDB), kv.Config{Logger: cfg.Logger, AsyncWrites: cfg.AsyncWrites, MemTableSize: 16 << 20}); err != nil {
+	if s.db, err = kv.Open(cfg.Dir.path(dirDB), kv.Config{Logger: cfg.Logger, AsyncWrites: cfg.AsyncWrites, MemTableSize: 16 << 20, DiskReserve: cfg.DiskReserve}); err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
 	}
 	s.log, err = audit.New(s.db.DB, audit.Config{
 		Signer: signer, Origin: "jitgrant audit " + td.Name(), Actor: s.id.String(),
-		Now: cfg.Clock, Logger: cfg.Logger,
+		Now: cfg.Clock, Logger: cfg.Logger, WriteCheck: s.db.CheckWrite,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
@@ -200,7 +206,7 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		v.Collector(), s.issuer.Collector(), audit.NewCollector(s.log), policyMetrics, s.notifier.Collector())
+		v.Collector(), s.issuer.Collector(), audit.NewCollector(s.log), policyMetrics, s.notifier.Collector(), s.db.Collector())
 	if s.wl != nil {
 		reg.MustRegister(s.wl.Collector())
 	}
@@ -218,6 +224,9 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 		s.goRun(func() { _ = s.http.Serve(s.httpLis) })
 	}
 	s.goRun(func() { _ = watcher.Run(runCtx) })
+	if rec := s.unaudited; rec != nil {
+		s.goRun(func() { s.auditWhenWritable(runCtx, store, *rec) })
+	}
 	ticker := time.NewTicker(cfg.SweepEvery)
 	s.goRun(func() { defer ticker.Stop(); _ = s.issuer.Run(runCtx, ticker.C) })
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -241,7 +250,15 @@ func (s *Server) loadPolicy(ctx context.Context, store issuer.Store, metrics *po
 		return nil, nil, fmt.Errorf("jitd: %w", err)
 	}
 	ps := policy.NewStore(p)
-	if err := store.Audit(ctx, policyRecord(s.id, s.cfg.PolicyPath, p.Hash(), nil)); err != nil {
+	switch err := store.Audit(ctx, policyRecord(s.id, s.cfg.PolicyPath, p.Hash(), nil)); {
+	case errors.Is(err, audit.ErrRefused):
+		// The disk is full: start anyway, serving reads and refusing every
+		// write (none can commit unaudited), rather than stay down; the
+		// load is audited once writes are accepted again.
+		s.cfg.Logger.Error("jitd: the policy load is not audited yet: writes are refused", "error", err)
+		rec := policyRecord(s.id, s.cfg.PolicyPath, p.Hash(), nil)
+		s.unaudited = &rec
+	case err != nil:
 		return nil, nil, fmt.Errorf("jitd: auditing the policy load: %w", err)
 	}
 	w, err := policy.NewWatcher(policy.WatcherConfig{
@@ -260,6 +277,28 @@ func (s *Server) loadPolicy(ctx context.Context, store issuer.Store, metrics *po
 	return ps, w, nil
 }
 
+// auditWhenWritable appends rec once the store accepts writes again,
+// trying every SweepEvery, until ctx ends.
+func (s *Server) auditWhenWritable(ctx context.Context, store issuer.Store, rec audit.Record) {
+	t := time.NewTicker(s.cfg.SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		switch err := store.Audit(ctx, rec); {
+		case err == nil:
+			s.cfg.Logger.Info("jitd: the policy load is audited")
+			return
+		case !errors.Is(err, audit.ErrRefused):
+			s.cfg.Logger.Error("jitd: auditing the policy load failed", "error", err)
+			return
+		}
+	}
+}
+
 func policyRecord(id spiffeid.ID, path, hash string, loadErr error) audit.Record {
 	d := map[string]string{"path": path, "sha256": hash, "ok": "true"}
 	if loadErr != nil {
@@ -275,6 +314,10 @@ func (s *Server) httpHandler(reg *prometheus.Registry) http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if _, err := s.log.Latest(); err != nil && !errors.Is(err, audit.ErrNotFound) {
 			http.Error(w, "audit log: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if err := s.db.Writable(); err != nil {
+			http.Error(w, "store: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
@@ -299,6 +342,11 @@ func (s *Server) MetricsAddr() string {
 
 // Issuer returns the running issuer (tests sweep through it).
 func (s *Server) Issuer() *issuer.Issuer { return s.issuer }
+
+// Reopen returns a channel closed when jitd, started read-only on a full
+// disk, can open its database read-write: jitd serve then restarts the
+// server (Stop, Start) in the same process.
+func (s *Server) Reopen() <-chan struct{} { return s.db.Reopen() }
 
 // AuditLog returns the running audit log.
 func (s *Server) AuditLog() *audit.Log { return s.log }

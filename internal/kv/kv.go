@@ -14,10 +14,13 @@
 //     doubles them per level, and compaction buffers with them), no block
 //     cache (compression is off, so blocks are read straight from the
 //     memory-mapped tables), a 2 MiB cache of table indexes and bloom
-//     filters, two compactors, 16 MiB value-log files and a 4 KiB value
+//     filters, two compactors, 4 MiB value-log files and a 4 KiB value
 //     threshold (small values live in the LSM tree, larger ones in the value
-//     log). Measured after 200,000 small durable appends (median RSS,
-//     anonymous part in brackets): 138 MB [61 MB] with these, 195 MB
+//     log; Badger makes each value-log file, and each write-ahead log, twice
+//     its nominal size, and Open allocates them in full: see space.go, so
+//     the value log is kept small). Measured after 200,000 small durable
+//     appends, with 16 MiB value-log files (median RSS, anonymous part in
+//     brackets): 138 MB [61 MB] with these, 195 MB
 //     [118 MB] with 8 MB memtables and caches, 323 MB [246 MB] with
 //     Badger's defaults; see audit/BENCHMARKS.md. The file-backed rest is
 //     the memory-mapped tables. Much of the anonymous part is Go heap
@@ -32,6 +35,12 @@
 //
 // When the directory is held by another process, Open fails with an error
 // that names the directory and matches ErrLocked.
+//
+// A full file system must not kill the process (Badger writes through
+// memory maps, and a page that cannot be allocated is a SIGBUS): see
+// space.go for how Open, CheckWrite and Close keep a free-space reserve and
+// allocate memory-mapped files, and DiskFullError for what a refused write
+// says.
 package kv
 
 import (
@@ -39,6 +48,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -56,10 +66,11 @@ const (
 	DefaultNumMemtables     = 2
 	DefaultIndexCacheSize   = 2 << 20
 	DefaultNumCompactors    = 2
-	DefaultValueLogFileSize = 16 << 20
+	DefaultValueLogFileSize = 4 << 20
 	DefaultValueThreshold   = 4 << 10
 	DefaultGCInterval       = 10 * time.Minute
 	DefaultGCDiscardRatio   = 0.5
+	DefaultDiskCheck        = time.Second
 )
 
 // Config tunes Open. The zero value selects the defaults described in the
@@ -79,7 +90,9 @@ type Config struct {
 	IndexCacheSize int64
 	// NumCompactors is the number of compaction goroutines (at least 2).
 	NumCompactors int
-	// ValueLogFileSize is the size of one value-log file.
+	// ValueLogFileSize is the size of one value-log file (Badger's files
+	// are twice that on disk, allocated in full). It also bounds the size
+	// of one value.
 	ValueLogFileSize int64
 	// ValueThreshold is the value size from which values are stored in the
 	// value log instead of the LSM tree.
@@ -97,11 +110,25 @@ type Config struct {
 	// Logger receives Badger's warnings and errors (info as debug). Nil uses
 	// slog.Default().
 	Logger *slog.Logger
+	// DiskReserve is the free space, in bytes, that the database's file
+	// system must have for CheckWrite to accept a write. Zero selects
+	// DefaultDiskReserve; negative keeps no reserve (memory-mapped files
+	// are still allocated).
+	DiskReserve int64
+	// DiskCheckInterval is the period of the background free-space check
+	// that re-enables writes once space is back. Default DefaultDiskCheck.
+	DiskCheckInterval time.Duration
 
 	// gcTick, when set (tests), replaces the GC ticker.
 	gcTick <-chan time.Time
 	// gcDone, when set (tests), receives after every GC pass.
 	gcDone chan<- error
+	// diskTick, when set (tests), replaces the free-space check's ticker.
+	diskTick <-chan time.Time
+	// diskDone, when set (tests), receives after every background check.
+	diskDone chan<- error
+	// freeSpace, when set (tests), replaces the free-space measurement.
+	freeSpace func(dir string) (int64, error)
 }
 
 // DB is an open Badger database with its value-log GC loop. Use the embedded
@@ -110,6 +137,8 @@ type Config struct {
 type DB struct {
 	*badger.DB
 
+	guard     *guard
+	flushNeed int64 // free space Close needs to flush the memtables
 	dir       string
 	ratio     float64
 	log       *slog.Logger
@@ -179,42 +208,108 @@ func withDefaults(cfg Config) Config {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.DiskCheckInterval <= 0 {
+		cfg.DiskCheckInterval = DefaultDiskCheck
+	}
+	if cfg.freeSpace == nil {
+		cfg.freeSpace = freeBytes
+	}
 	return cfg
 }
 
 // Open opens (creating if needed) the Badger database in dir and starts its
-// value-log GC loop. If another process holds the directory, the error
-// matches ErrLocked and names dir.
+// value-log GC loop and its free-space check. If another process holds the
+// directory, the error matches ErrLocked and names dir. If the file system
+// lacks the room that opening read-write writes, the database is opened
+// read-only when Badger can (see ReadOnly and Reopen), and otherwise Open
+// fails with an error matching ErrDiskFull (see space.go).
 func Open(dir string, cfg Config) (*DB, error) {
 	if dir == "" {
 		return nil, errors.New("kv: open: empty directory name")
 	}
 	cfg = withDefaults(cfg)
-	bdb, err := badger.Open(Options(dir, cfg))
+	reserve := cfg.DiskReserve
+	if reserve == 0 {
+		reserve = DefaultDiskReserve(cfg)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("kv: open: %w", err)
+	}
+	flushNeed := int64(cfg.NumMemtables)*cfg.MemTableSize + 1<<20
+	g := &guard{
+		dir: dir, reserve: reserve, floor: flushNeed, log: cfg.Logger, free: cfg.freeSpace, alloc: allocate,
+		allocated: map[string]int64{}, reopen: make(chan struct{}),
+	}
+	free, err := g.free(dir)
+	if err != nil {
+		return nil, fmt.Errorf("kv: open: measuring free space: %w", err)
+	}
+	if g.readOnly, g.openNeed, err = openPlan(dir, free); err != nil {
+		return nil, err
+	}
+	if g.readOnly {
+		cfg.Logger.Error("kv: disk nearly full; opening the database read-only", "dir", dir,
+			"free_mib", free>>20, "need_mib", (g.openNeed+1<<20-1)>>20)
+	}
+	bdb, err := badger.Open(Options(dir, cfg).WithReadOnly(g.readOnly))
 	if err != nil {
 		if isLockError(err) {
 			return nil, fmt.Errorf("kv: open %q: %w (is another jitd running?): %w", dir, ErrLocked, err)
 		}
+		if g.readOnly {
+			return nil, fmt.Errorf("kv: open %q read-only (the disk is nearly full): %w", dir, err)
+		}
 		return nil, fmt.Errorf("kv: open %q: %w", dir, err)
 	}
 	db := &DB{
-		DB:    bdb,
-		dir:   dir,
-		ratio: cfg.GCDiscardRatio,
-		log:   cfg.Logger,
-		stop:  make(chan struct{}),
+		DB:        bdb,
+		guard:     g,
+		flushNeed: flushNeed,
+		dir:       dir,
+		ratio:     cfg.GCDiscardRatio,
+		log:       cfg.Logger,
+		stop:      make(chan struct{}),
 	}
+	_ = g.check(true) // allocate the new files; the state is logged
 	switch {
 	case cfg.gcTick != nil:
 		db.wg.Go(func() { db.gcLoop(cfg.gcTick, cfg.gcDone) })
-	case cfg.GCInterval > 0:
+	case cfg.GCInterval > 0 && !g.readOnly:
 		t := time.NewTicker(cfg.GCInterval)
 		db.wg.Go(func() {
 			defer t.Stop()
 			db.gcLoop(t.C, cfg.gcDone)
 		})
 	}
+	if cfg.diskTick != nil {
+		db.wg.Go(func() { db.spaceLoop(cfg.diskTick, cfg.diskDone) })
+	} else {
+		t := time.NewTicker(cfg.DiskCheckInterval)
+		db.wg.Go(func() {
+			defer t.Stop()
+			db.spaceLoop(t.C, nil)
+		})
+	}
 	return db, nil
+}
+
+// spaceLoop runs the free-space check on every tick until Close.
+func (db *DB) spaceLoop(tick <-chan time.Time, done chan<- error) {
+	for {
+		select {
+		case <-db.stop:
+			return
+		case <-tick:
+			err := db.guard.check(true)
+			if done != nil {
+				select {
+				case done <- err:
+				case <-db.stop:
+					return
+				}
+			}
+		}
+	}
 }
 
 // isLockError recognizes Badger's directory-lock failure. Badger formats the
@@ -231,7 +326,9 @@ func (db *DB) gcLoop(tick <-chan time.Time, done chan<- error) {
 			return
 		case <-tick:
 			err := db.RunGC()
-			if err != nil {
+			if errors.Is(err, ErrDiskFull) {
+				err = nil // skipped; the space check logs the state
+			} else if err != nil {
 				db.log.Warn("kv: value-log GC failed", "dir", db.dir, "err", err)
 			}
 			if done != nil {
@@ -248,7 +345,14 @@ func (db *DB) gcLoop(tick <-chan time.Time, done chan<- error) {
 // RunGC runs value-log garbage collection until a pass rewrites nothing. It
 // is what the background loop calls; it returns nil when there was nothing
 // (more) to collect.
+//
+// It does nothing, and returns a *DiskFullError, while writes are refused
+// for lack of space (GC rewrites live values before it frees anything) or
+// the database is read-only.
 func (db *DB) RunGC() error {
+	if err := db.Writable(); err != nil {
+		return fmt.Errorf("kv: value-log GC: %w", err)
+	}
 	for {
 		err := db.RunValueLogGC(db.ratio)
 		switch {
@@ -265,12 +369,27 @@ func (db *DB) RunGC() error {
 // Dir returns the directory the database was opened in.
 func (db *DB) Dir() string { return db.dir }
 
-// Close stops the GC loop and closes the database. It is safe to call more
-// than once; later calls return the first call's result.
+// Close stops the GC loop and the space check and closes the database. It
+// is safe to call more than once; later calls return the first call's
+// result.
+//
+// Closing a read-write database flushes its memtables to new tables. When
+// the file system lacks the space for that, Close leaves the database open
+// and returns an error matching ErrDiskFull: a process about to exit loses
+// nothing (every committed transaction is in the write-ahead log, replayed
+// at the next Open), whereas a flush into a full file system is a SIGBUS.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		close(db.stop)
 		db.wg.Wait()
+		if !db.guard.readOnly {
+			if free, err := db.guard.free(db.dir); err == nil && free < db.flushNeed {
+				e := &DiskFullError{Dir: db.dir, Free: free, Reserve: db.flushNeed}
+				db.closeErr = fmt.Errorf("kv: close %q: not flushing the memtables, the write-ahead log keeps them for the next start: %w", db.dir, e)
+				db.log.Error("kv: database left open: no room to flush its memtables", "dir", db.dir, "err", db.closeErr)
+				return
+			}
+		}
 		if err := db.DB.Close(); err != nil {
 			db.closeErr = fmt.Errorf("kv: close %q: %w", db.dir, err)
 		}
