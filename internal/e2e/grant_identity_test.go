@@ -111,7 +111,7 @@ func TestGrantIsNotAnIdentity(t *testing.T) {
 	code := jitctl.Main(ctx, []string{"--server", e.srv.Addr(),
 		"--cert", filepath.Join(devDir, "grant.pem"), "--key", filepath.Join(devDir, "grant.key"), "--bundle", filepath.Join(devDir, "bundle.pem"),
 		"request", "--scope", mBalance, "--ttl", "5m", "--out", filepath.Join(t.TempDir(), "g")}, &out, &errOut)
-	if code != 1 || !strings.Contains(errOut.String(), "a grant certificate is not an identity") {
+	if code != jitctl.ExitDenied || !strings.Contains(errOut.String(), "a grant certificate is not an identity") {
 		t.Errorf("jitctl request --cert grant.pem: exit %d, stderr %q", code, errOut.String())
 	}
 
