@@ -15,7 +15,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc"
 )
 
@@ -33,6 +32,8 @@ type identity struct {
 	svid    x509svid.Source
 	bundles x509bundle.Source
 	close   func() error
+	// fromWorkloadAPI: the identity came from $SPIFFE_ENDPOINT_SOCKET.
+	fromWorkloadAPI bool
 }
 
 // loadIdentity finds the caller's identity: --identity, or --cert, --key
@@ -57,18 +58,7 @@ func (a *app) loadIdentity(ctx context.Context) (*identity, error) {
 		}
 		return a.loadIdentityFiles(a.cert, a.key, a.bundle, "--cert")
 	case os.Getenv(EnvWorkloadAPI) != "":
-		wctx, cancel := context.WithTimeout(ctx, a.timeout)
-		defer cancel()
-		src, err := workloadapi.NewX509Source(wctx)
-		if err != nil {
-			return nil, fmt.Errorf("identity from the Workload API at %s: %w", os.Getenv(EnvWorkloadAPI), err)
-		}
-		svid, err := src.GetX509SVID()
-		if err != nil {
-			src.Close()
-			return nil, fmt.Errorf("identity from the Workload API: %w", err)
-		}
-		return &identity{id: svid.ID, svid: src, bundles: src, close: src.Close}, nil
+		return a.workloadIdentity(ctx)
 	}
 	return nil, cli.Usage(fmt.Errorf("no identity: give --identity DIR, or --cert, --key and --bundle, or set %s", EnvWorkloadAPI))
 }

@@ -35,6 +35,7 @@ type requestFlags struct {
 	wait        bool
 	waitTimeout time.Duration
 	out         string
+	delivery    string
 }
 
 func (a *app) requestCommand() *cobra.Command {
@@ -47,11 +48,17 @@ func (a *app) requestCommand() *cobra.Command {
 denied; --dry-run prints that decision and its reasons, stores nothing, and
 exits 3 when policy would deny the request.
 
-jitctl makes an ECDSA P-256 key here, writes it (0600) to DIR/grant.key and
-sends only a CSR: the key never leaves this machine. Once the request is
-issued, "jitctl fetch" (or --wait) writes the certificate chain to
-DIR/grant.pem and the trust bundle to DIR/bundle.pem. DIR is --out, by
-default ./grant-<request ID>.
+--delivery says how the grant reaches you. "files" (the default with
+--identity or --cert): jitctl makes an ECDSA P-256 key here, writes it (0600)
+to DIR/grant.key and sends only a CSR, so the key never leaves this machine;
+once the request is issued, "jitctl fetch" (or --wait) writes the certificate
+chain to DIR/grant.pem and the trust bundle to DIR/bundle.pem. DIR is --out,
+by default ./grant-<request ID>. "workload-api" (the default when the
+identity comes from $SPIFFE_ENDPOINT_SOCKET): no CSR is sent; jitd makes the
+grant's key and serves the grant SVID on its Workload API next to your
+identity, with the request ID as its hint (what
+verifier.WorkloadDialOptions looks for); --wait waits until the Workload API
+serves it. A grant requested with a CSR is never served on the Workload API.
 
 The request ID is printed first, on a line of its own. --wait waits until
 the request is issued and fetches the grant; it says why and exits 3 when the
@@ -59,6 +66,7 @@ request is denied or canceled, 4 when it times out or --wait-timeout passes
 (see jitctl --help for every exit status).`,
 		Example: `  jitctl request --scope '/bank.v1.Ledger/Refund@accounts/42' --ttl 10m --reason INC-42
   jitctl request --scope /bank.v1.Ledger/GetBalance --ttl 5m --wait
+  SPIFFE_ENDPOINT_SOCKET=unix:///run/jitgrant/workload.sock jitctl request --scope /bank.v1.Ledger/GetBalance --ttl 5m --wait
   jitctl request --scope '/bank.v1.Ledger/*' --break-glass --reason 'INC-7: ledger down'`,
 		Args: cli.Args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -82,6 +90,7 @@ request is denied or canceled, 4 when it times out or --wait-timeout passes
 	fl.BoolVar(&f.wait, "wait", false, "wait until the request is issued, then fetch the grant")
 	fl.DurationVar(&f.waitTimeout, "wait-timeout", 0, "give up waiting after this long (0: until the request ends)")
 	fl.StringVar(&f.out, "out", "", "directory for grant.key, grant.pem and bundle.pem (default ./grant-<id>)")
+	fl.StringVar(&f.delivery, "delivery", deliveryAuto, "how the grant is delivered: files (key made here, CSR sent), workload-api (no CSR; served on jitd's Workload API), or auto: workload-api when the identity comes from $"+EnvWorkloadAPI)
 	_ = cmd.MarkFlagRequired("scope")
 	_ = cmd.MarkFlagDirname("out")
 	return cmd
@@ -101,6 +110,15 @@ func (f *requestFlags) input(now time.Time) (*pb.CreateRequestRequest, error) {
 	}
 	if f.waitTimeout < 0 {
 		return nil, cli.Usage(fmt.Errorf("--wait-timeout %s: must not be negative", f.waitTimeout))
+	}
+	switch f.delivery {
+	case deliveryAuto, deliveryFiles:
+	case deliveryWorkloadAPI:
+		if f.out != "" {
+			return nil, cli.Usage(fmt.Errorf("--out and --delivery %s exclude each other: a Workload API grant has no files", deliveryWorkloadAPI))
+		}
+	default:
+		return nil, cli.Usage(fmt.Errorf("--delivery %q: want %s, %s or %s", f.delivery, deliveryAuto, deliveryFiles, deliveryWorkloadAPI))
 	}
 	in := &pb.CreateRequestRequest{
 		Scopes: scopes, Ttl: durationpb.New(f.ttl), Reason: f.reason, DryRun: f.dryRun,
@@ -189,6 +207,17 @@ func (a *app) runRequest(ctx context.Context, c *client, f *requestFlags, in *pb
 	if in.DryRun {
 		return a.dryRun(ctx, c, in)
 	}
+	switch f.delivery {
+	case deliveryWorkloadAPI:
+		if !c.ident.fromWorkloadAPI {
+			return cli.Usage(fmt.Errorf("--delivery %s needs the identity from the Workload API ($%s), not --identity or --cert", deliveryWorkloadAPI, EnvWorkloadAPI))
+		}
+		return a.requestOnWorkloadAPI(ctx, c, f, in)
+	case deliveryAuto:
+		if c.ident.fromWorkloadAPI && f.out == "" {
+			return a.requestOnWorkloadAPI(ctx, c, f, in)
+		}
+	}
 	key, csr, err := newKeyAndCSR(c.id)
 	if err != nil {
 		return err
@@ -240,6 +269,40 @@ func (a *app) runRequest(ctx context.Context, c *client, f *requestFlags, in *pb
 		var fr *pb.AccessRequest
 		if fr, waitErr = a.fetchInto(ctx, c, r.GetId(), dir); fr != nil {
 			r = fr
+		}
+	}
+	if a.json() {
+		resp.Request = r
+		if err := writeProto(a.stdout, resp, false); err != nil {
+			return err
+		}
+	}
+	return waitErr
+}
+
+// requestOnWorkloadAPI creates a request without a CSR, so that jitd serves
+// its grant on the Workload API, and, with --wait, waits until it does.
+func (a *app) requestOnWorkloadAPI(ctx context.Context, c *client, f *requestFlags, in *pb.CreateRequestRequest) error {
+	cctx, cancel := a.call(ctx)
+	resp, err := c.api.CreateRequest(cctx, in)
+	cancel()
+	if err != nil {
+		return err
+	}
+	r := resp.GetRequest()
+	if !a.json() {
+		fmt.Fprintln(a.stdout, r.GetId())
+		fmt.Fprintf(a.stdout, "state: %s\n", stateName(r.GetState()))
+		io.WriteString(a.stdout, decisionFromProto(resp.GetDecision()).Explain())
+		fmt.Fprintf(a.stdout, "delivery: the Workload API at %s, hint %s\n", os.Getenv(EnvWorkloadAPI), r.GetId())
+	}
+	var waitErr error
+	if f.wait && r.GetState() != pb.State_STATE_ISSUED {
+		r, waitErr = a.waitIssued(ctx, c, r.GetId(), f.waitTimeout)
+	}
+	if f.wait && waitErr == nil && r.GetState() == pb.State_STATE_ISSUED {
+		if waitErr = a.waitOnWorkloadAPI(ctx, r.GetId()); waitErr == nil && !a.json() {
+			fmt.Fprintf(a.stdout, "issued: the Workload API serves grant %s (hint %s)\n", r.GetId(), r.GetId())
 		}
 	}
 	if a.json() {
