@@ -29,6 +29,12 @@
 //     debug.
 //   - A value-log garbage collection pass runs every Config.GCInterval until
 //     Close.
+//   - Every Config.TrimInterval (30 s), DB.Trim has the kernel reclaim the
+//     pages of the table files this process mapped: Badger writes every
+//     table through a memory map, so each one would otherwise stay resident
+//     (as page cache counted in RSS and in a cgroup's memory) for as long as
+//     it lives. After 200,000 audit entries that is the whole 77 MB
+//     database; trimmed, RSS is under 60 MB (audit/BENCHMARKS.md).
 //
 // When the directory is held by another process, Open fails with an error
 // that names the directory and matches ErrLocked.
@@ -39,6 +45,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +67,7 @@ const (
 	DefaultValueThreshold   = 4 << 10
 	DefaultGCInterval       = 10 * time.Minute
 	DefaultGCDiscardRatio   = 0.5
+	DefaultTrimInterval     = 30 * time.Second
 )
 
 // Config tunes Open. The zero value selects the defaults described in the
@@ -94,6 +102,9 @@ type Config struct {
 	// GCDiscardRatio is the fraction of a value-log file that must be
 	// garbage before the file is rewritten, in (0, 1).
 	GCDiscardRatio float64
+	// TrimInterval is the period of DB.Trim, which drops the pages of
+	// Badger's table files from the process's memory. Negative disables it.
+	TrimInterval time.Duration
 	// Logger receives Badger's warnings and errors (info as debug). Nil uses
 	// slog.Default().
 	Logger *slog.Logger
@@ -111,6 +122,7 @@ type DB struct {
 	*badger.DB
 
 	dir       string
+	absDir    string
 	ratio     float64
 	log       *slog.Logger
 	stop      chan struct{}
@@ -173,6 +185,9 @@ func withDefaults(cfg Config) Config {
 	if cfg.GCInterval == 0 {
 		cfg.GCInterval = DefaultGCInterval
 	}
+	if cfg.TrimInterval == 0 {
+		cfg.TrimInterval = DefaultTrimInterval
+	}
 	if cfg.GCDiscardRatio <= 0 || cfg.GCDiscardRatio >= 1 {
 		cfg.GCDiscardRatio = DefaultGCDiscardRatio
 	}
@@ -197,12 +212,17 @@ func Open(dir string, cfg Config) (*DB, error) {
 		}
 		return nil, fmt.Errorf("kv: open %q: %w", dir, err)
 	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		abs = dir
+	}
 	db := &DB{
-		DB:    bdb,
-		dir:   dir,
-		ratio: cfg.GCDiscardRatio,
-		log:   cfg.Logger,
-		stop:  make(chan struct{}),
+		DB:     bdb,
+		dir:    dir,
+		absDir: abs,
+		ratio:  cfg.GCDiscardRatio,
+		log:    cfg.Logger,
+		stop:   make(chan struct{}),
 	}
 	switch {
 	case cfg.gcTick != nil:
@@ -214,7 +234,27 @@ func Open(dir string, cfg Config) (*DB, error) {
 			db.gcLoop(t.C, cfg.gcDone)
 		})
 	}
+	if cfg.TrimInterval > 0 {
+		t := time.NewTicker(cfg.TrimInterval)
+		db.wg.Go(func() {
+			defer t.Stop()
+			db.trimLoop(t.C)
+		})
+	}
 	return db, nil
+}
+
+func (db *DB) trimLoop(tick <-chan time.Time) {
+	for {
+		select {
+		case <-db.stop:
+			return
+		case <-tick:
+			if _, err := db.Trim(); err != nil {
+				db.log.Warn("kv: trim failed", "dir", db.dir, "err", err)
+			}
+		}
+	}
 }
 
 // isLockError recognizes Badger's directory-lock failure. Badger formats the
