@@ -20,8 +20,9 @@
 //     anonymous part in brackets): 138 MB [61 MB] with these, 195 MB
 //     [118 MB] with 8 MB memtables and caches, 323 MB [246 MB] with
 //     Badger's defaults; see audit/BENCHMARKS.md. The file-backed rest is
-//     the memory-mapped tables. Much of the anonymous part is Go heap
-//     headroom; a daemon that wants a bound sets GOMEMLIMIT.
+//     the memory-mapped tables, which the trim below reclaims (69 MB after
+//     it). Much of the anonymous part is Go heap headroom; a daemon that
+//     wants a bound sets GOMEMLIMIT.
 //   - One transaction can hold about 15% of a memtable (300 KB with the
 //     defaults); larger ones fail with badger.ErrTxnTooBig.
 //   - Badger's own metrics (process-wide expvar variables) are off.
@@ -34,7 +35,7 @@
 //     table through a memory map, so each one would otherwise stay resident
 //     (as page cache counted in RSS and in a cgroup's memory) for as long as
 //     it lives. After 200,000 audit entries that is the whole 77 MB
-//     database; trimmed, RSS is under 60 MB (audit/BENCHMARKS.md).
+//     database, of 132 MB RSS; trimmed, 69 MB (medians, audit/BENCHMARKS.md).
 //
 // When the directory is held by another process, Open fails with an error
 // that names the directory and matches ErrLocked.
