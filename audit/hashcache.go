@@ -55,6 +55,13 @@ func (c *hashCache) add(hs []upperHash) {
 	}
 }
 
+// put records one hash read from storage.
+func (c *hashCache) put(h upperHash) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.setLocked(h)
+}
+
 func (c *hashCache) setLocked(h upperHash) {
 	i := h.level - cacheLevel
 	for len(c.levels) <= i {

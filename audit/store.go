@@ -125,7 +125,7 @@ func readHashes(txn *badger.Txn, ks keyspace, cache *hashCache, indexes []int64)
 		copy(out[i][:], lastVal[level*HashSize:])
 		if cache != nil && level >= cacheLevel {
 			_, m := tlog.SplitStoredHashIndex(idx)
-			cache.add([]upperHash{{level, m, out[i]}})
+			cache.put(upperHash{level, m, out[i]})
 		}
 	}
 	return out, nil
