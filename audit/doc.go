@@ -60,8 +60,11 @@
 // with seq and size as 8-byte big-endian numbers, so keys iterate in order.
 // The head of the log is the last "e" key; nothing else needs rewriting per
 // append, so entries never conflict with each other. The tree hashes of
-// levels 6 and up (one per 32 entries) are also kept in memory, so that a
-// proof reads at most six hashes from Badger.
+// levels 6 and up (one per 32 entries) are also kept in memory once written
+// or read, so that a proof reads at most six hashes from Badger once the
+// log is warm. Opening a log reads the last entry, the last checkpoint and
+// the O(log n) tree hashes of the fringe and the checkpoint's root, never
+// the history.
 //
 // # Metrics
 //

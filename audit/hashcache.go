@@ -1,10 +1,7 @@
 package audit
 
 import (
-	"fmt"
 	"sync"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // cacheLevel is the lowest tree level whose hashes the log keeps in memory.
@@ -13,28 +10,40 @@ import (
 // six, neighboring, hashes to read from Badger per proof.
 const cacheLevel = 6
 
-// hashCache holds the stored tree hashes at levels >= cacheLevel. They
-// belong to complete subtrees, so they never change once written.
+// hashCache holds the stored tree hashes at levels >= cacheLevel that the
+// log wrote or read since it opened. They belong to complete subtrees, so
+// they never change once written, and a hash read from storage can be kept
+// as well as one just written. Opening a log reads none of them: a proof
+// fills in the hashes it reads, so the cache grows towards the full set
+// with use, at the cost of a few more reads for the first proofs.
 type hashCache struct {
 	mu     sync.RWMutex
-	levels [][]Hash // levels[i][m] is node (cacheLevel+i, m)
+	levels []cachedLevel // levels[i] holds level cacheLevel+i
+}
+
+// cachedLevel is one level of the cache: hashes[m] is node (level, m),
+// valid where bit m of known is set.
+type cachedLevel struct {
+	hashes []Hash
+	known  []uint64
 }
 
 type upperHash struct {
 	level int
+	m     int64
 	hash  Hash
 }
 
 // uppers returns the hashes of record rec's stored hashes that the cache
 // keeps (stored is what fringe.push returned for rec).
-func uppers(dst []upperHash, stored []Hash) []upperHash {
+func uppers(dst []upperHash, rec uint64, stored []Hash) []upperHash {
 	for level := cacheLevel; level < len(stored); level++ {
-		dst = append(dst, upperHash{level, stored[level]})
+		dst = append(dst, upperHash{level, int64(rec+1)>>level - 1, stored[level]})
 	}
 	return dst
 }
 
-// add appends newly committed hashes, in commit order.
+// add records committed (or read) hashes.
 func (c *hashCache) add(hs []upperHash) {
 	if len(hs) == 0 {
 		return
@@ -42,12 +51,30 @@ func (c *hashCache) add(hs []upperHash) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, h := range hs {
-		i := h.level - cacheLevel
-		for len(c.levels) <= i {
-			c.levels = append(c.levels, nil)
-		}
-		c.levels[i] = append(c.levels[i], h.hash)
+		c.setLocked(h)
 	}
+}
+
+// put records one hash read from storage.
+func (c *hashCache) put(h upperHash) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.setLocked(h)
+}
+
+func (c *hashCache) setLocked(h upperHash) {
+	i := h.level - cacheLevel
+	for len(c.levels) <= i {
+		c.levels = append(c.levels, cachedLevel{})
+	}
+	lv := &c.levels[i]
+	if n := int(h.m) + 1; len(lv.hashes) < n {
+		// Grow by at least half so that appends stay amortized O(1).
+		lv.hashes = append(lv.hashes, make([]Hash, max(n-len(lv.hashes), len(lv.hashes)/2))...)
+		lv.known = append(lv.known, make([]uint64, (len(lv.hashes)+63)/64-len(lv.known))...)
+	}
+	lv.hashes[h.m] = h.hash
+	lv.known[h.m/64] |= 1 << (h.m % 64)
 }
 
 func (c *hashCache) get(level int, m int64) (Hash, bool) {
@@ -57,34 +84,8 @@ func (c *hashCache) get(level int, m int64) (Hash, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	i := level - cacheLevel
-	if i >= len(c.levels) || m >= int64(len(c.levels[i])) {
+	if i >= len(c.levels) || m >= int64(len(c.levels[i].hashes)) || c.levels[i].known[m/64]&(1<<(m%64)) == 0 {
 		return Hash{}, false
 	}
-	return c.levels[i][m], true
-}
-
-// load fills the cache for a log of size entries: the records that complete
-// a subtree of 2^cacheLevel leaves are one in 64.
-func (c *hashCache) load(txn *badger.Txn, ks keyspace, size uint64) error {
-	var hs []upperHash
-	for rec := uint64(1)<<cacheLevel - 1; rec < size; rec += 1 << cacheLevel {
-		item, err := txn.Get(ks.key(kindTree, rec))
-		if err != nil {
-			return fmt.Errorf("%w: tree hashes of entry %d: %v", ErrCorrupt, rec, err)
-		}
-		err = item.Value(func(v []byte) error {
-			if len(v) != storedHashCount(rec)*HashSize {
-				return fmt.Errorf("%w: tree hashes of entry %d have the wrong size", ErrCorrupt, rec)
-			}
-			for level := cacheLevel; level*HashSize < len(v); level++ {
-				hs = append(hs, upperHash{level, Hash(v[level*HashSize:][:HashSize])})
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	c.add(hs)
-	return nil
+	return c.levels[i].hashes[m], true
 }

@@ -196,7 +196,7 @@ func newLog(db *badger.DB, cfg Config, tick <-chan time.Time) (*Log, error) {
 }
 
 // load reads the head of the log, rebuilds the tree's fringe and checks the
-// latest checkpoint against it.
+// latest checkpoint against it: O(log n) reads, whatever the log's size.
 func (l *Log) load() error {
 	return l.db.View(func(txn *badger.Txn) error {
 		last, ok, err := lastEntry(txn, l.ks)
@@ -207,9 +207,6 @@ func (l *Log) load() error {
 		if ok {
 			size = last.Seq + 1
 			l.w.head, l.w.last = last.Hash, last.Time
-		}
-		if err := l.cache.load(txn, l.ks, size); err != nil {
-			return fmt.Errorf("audit: open: %w", err)
 		}
 		reader := l.hashReader(txn)
 		fr, err := loadFringe(size, reader)

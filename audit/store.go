@@ -86,7 +86,8 @@ func readEntry(txn *badger.Txn, ks keyspace, seq uint64) (Entry, error) {
 }
 
 // readHashes implements tlog.HashReader over the stored tree hashes, taking
-// those it can from cache (which may be nil).
+// those it can from cache (which may be nil) and adding to it those of its
+// levels that it reads from storage.
 func readHashes(txn *badger.Txn, ks keyspace, cache *hashCache, indexes []int64) ([]Hash, error) {
 	out := make([]Hash, len(indexes))
 	var (
@@ -122,6 +123,10 @@ func readHashes(txn *badger.Txn, ks keyspace, cache *hashCache, indexes []int64)
 			return nil, fmt.Errorf("%w: tree hashes of entry %d have the wrong size", ErrCorrupt, rec)
 		}
 		copy(out[i][:], lastVal[level*HashSize:])
+		if cache != nil && level >= cacheLevel {
+			_, m := tlog.SplitStoredHashIndex(idx)
+			cache.put(upperHash{level, m, out[i]})
+		}
 	}
 	return out, nil
 }

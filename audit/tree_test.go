@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -93,13 +94,15 @@ func TestHashCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got []Hash
-		err = tl.db.View(func(txn *badger.Txn) (err error) {
-			got, err = readHashes(txn, tl.ks, &tl.cache, all)
-			return err
-		})
-		if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("cached hashes differ from stored ones (%v)", err)
+		for range 2 { // the first read of a reopened log fills the cache
+			var got []Hash
+			err = tl.db.View(func(txn *badger.Txn) (err error) {
+				got, err = readHashes(txn, tl.ks, &tl.cache, all)
+				return err
+			})
+			if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("cached hashes differ from stored ones (%v)", err)
+			}
 		}
 		cp, err := tl.Sign(context.Background())
 		if err != nil {
@@ -117,5 +120,36 @@ func TestHashCache(t *testing.T) {
 		}
 	}
 	check(l)
-	check(l.reopen(t)) // cache loaded from storage
+	check(l.reopen(t)) // cache filled from storage as hashes are read
+}
+
+// TestOpenReadsNoOldTreeHashes checks that opening a log reads only the
+// tree hashes its head needs (the fringe and the latest checkpoint's
+// root), not one per subtree of the history: with the stored hashes of an
+// old record gone, the log still opens, and a proof that needs them
+// reports the damage.
+func TestOpenReadsNoOldTreeHashes(t *testing.T) {
+	l := newTestLog(t, func(c *Config) { c.CheckpointEvery = -1 })
+	bulkAppend(t, l.Log, 700)
+	l = l.reopen(t) // the final checkpoint covers all 700
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Record 63 completes the subtree [0, 64): a level-6 hash, which the
+	// fringe of 700 (512 + 128 + 32 + 16 + 8 + 4) does not use.
+	err := l.db.Update(func(txn *badger.Txn) error { return txn.Delete(l.ks.key(kindTree, 63)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	reopened, err := New(l.db.DB, l.cfg)
+	if err != nil {
+		t.Fatalf("New with an old tree hash missing: %v", err)
+	}
+	t.Cleanup(func() { reopened.Close() })
+	if _, err := reopened.ProveInclusion(0, 700); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("ProveInclusion(0, 700) without the hashes of record 63: %v, want ErrCorrupt", err)
+	}
+	if _, err := reopened.ProveInclusion(699, 700); err != nil {
+		t.Errorf("ProveInclusion(699, 700): %v", err)
+	}
 }

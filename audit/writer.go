@@ -312,7 +312,7 @@ func (l *Log) stageEntry(txn *badger.Txn, st *writerState, rec Record, now time.
 	copy(val[1:], e.PrevHash[:])
 	copy(val[1+HashSize:], e.Hash[:])
 	stored = st.fr.push(LeafHash(canonical, e.Hash), stored[:0])
-	st.uppers = uppers(st.uppers, stored)
+	st.uppers = uppers(st.uppers, seq, stored)
 	if err := txn.Set(l.ks.key(kindEntry, seq), val); err != nil {
 		return e, stored, err
 	}

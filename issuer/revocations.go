@@ -146,23 +146,14 @@ func (rv *revocations) followers() int {
 // loadRevocations fills the set from the store at start: every revoked grant
 // that has not expired.
 func (is *Issuer) loadRevocations(ctx context.Context) error {
-	now := is.now()
-	before := ""
-	for {
-		page, next, err := is.cfg.Store.List(ctx, Query{States: []State{StateRevoked}, Before: before, Limit: MaxPageSize})
-		if err != nil {
-			return err
-		}
-		for _, r := range page {
-			if na := r.grantEnd(); now.Before(na) {
-				is.revs.add(Revocation{GrantID: r.ID, NotAfter: na}, false)
-			}
-		}
-		if next == "" {
-			return nil
-		}
-		before = next
+	rs, err := is.cfg.Store.Revoked(ctx, is.now())
+	if err != nil {
+		return err
 	}
+	for _, r := range rs {
+		is.revs.add(r, false)
+	}
+	return nil
 }
 
 // grantEnd is when r's grant ends or would have ended.

@@ -37,6 +37,10 @@ type Store interface {
 	// deadline, scheduled start or grant end; see Request.Due) is at or
 	// before t, earliest first.
 	Due(ctx context.Context, t time.Time, limit int) ([]*Request, error)
+	// Revoked returns the revoked grants that end after t, by their end
+	// (earliest first), without reading the requests of revocations that
+	// ended before t: what an issuer loads at start.
+	Revoked(ctx context.Context, t time.Time) ([]Revocation, error)
 }
 
 // Query selects requests for Store.List.
@@ -78,6 +82,11 @@ func (q *Query) keep(r *Request) bool {
 //	i/d/<due> <id>              -> "" (deadline index; due as 8 bytes of
 //	                               big-endian Unix nanoseconds)
 //	i/n/<id>                    -> "" (break-glass grants that need review)
+//	i/x/<end> <id>              -> "" (revoked grants by the end of the
+//	                               grant; end as due above)
+//	i/m/revoked-index           -> "1" once i/x/ covers every revoked
+//	                               request (stores made before it existed
+//	                               are indexed on first use)
 //
 // Request IDs sort by creation time, so every index lists oldest first.
 func recordKey(id string) []byte  { return []byte("i/r/" + id) }
@@ -93,6 +102,12 @@ func dueKey(t time.Time, id string) []byte {
 	k := binary.BigEndian.AppendUint64([]byte("i/d/"), uint64(t.UnixNano()))
 	return append(k, id...)
 }
+func revokedKey(end time.Time, id string) []byte {
+	k := binary.BigEndian.AppendUint64([]byte("i/x/"), uint64(end.UnixNano()))
+	return append(k, id...)
+}
+
+var revokedIndexDone = []byte("i/m/revoked-index")
 
 // BadgerStore is the embedded Store: requests in the Badger database the
 // audit log lives in, written through the log's single writer so that each
@@ -135,38 +150,13 @@ func (s *BadgerStore) List(_ context.Context, q Query) ([]*Request, string, erro
 	if q.Limit < 1 {
 		q.Limit = 1
 	}
-	// Walk the most selective index, newest first: a live state holds few
-	// requests, a requester's history grows without bound.
-	var prefix []byte
-	idOf := func(key []byte) string { return string(key[len(prefix):]) }
-	switch {
-	case q.NeedsReview:
-		prefix = []byte("i/n/")
-	case len(q.States) == 1 && (q.States[0] == StatePending || q.States[0] == StateApproved || q.States[0] == StateIssued):
-		prefix = []byte("i/s/" + string(q.States[0]) + "/")
-	case q.Requester != "":
-		prefix = []byte("i/u/" + q.Requester + "\x00")
-	case len(q.States) == 1:
-		prefix = []byte("i/s/" + string(q.States[0]) + "/")
-	default:
-		prefix = []byte("i/r/")
-	}
+	prefixes := listPrefixes(q)
 	var out []*Request
 	next := ""
 	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.Reverse, opts.Prefix, opts.PrefetchValues = true, prefix, false
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		seek := append(bytes.Clone(prefix), 0xff)
-		if q.Before != "" {
-			seek = append(bytes.Clone(prefix), q.Before...)
-		}
-		for it.Seek(seek); it.Valid(); it.Next() {
-			id := idOf(it.Item().Key())
-			if id == q.Before {
-				continue
-			}
+		ids := newIDMerge(txn, prefixes, q.Before)
+		defer ids.close()
+		for id, ok := ids.next(); ok; id, ok = ids.next() {
 			item, err := txn.Get(recordKey(id))
 			if err != nil {
 				return fmt.Errorf("index names request %q: %w", id, err)
@@ -190,6 +180,92 @@ func (s *BadgerStore) List(_ context.Context, q Query) ([]*Request, string, erro
 		return nil, "", fmt.Errorf("issuer: store: list: %w", err)
 	}
 	return out, next, nil
+}
+
+// listPrefixes returns the index prefixes whose keys end in the IDs of the
+// requests q may select, choosing the most selective index: flagged
+// break-glass grants have their own, a live state
+// holds few requests, a requester's history grows without bound, and every
+// request is under the record prefix. Several states are walked together
+// (see idMerge), so that listing the live requests (at start, for instance)
+// never reads the ended ones.
+func listPrefixes(q Query) [][]byte {
+	if q.NeedsReview {
+		return [][]byte{[]byte("i/n/")}
+	}
+	live := len(q.States) > 0
+	for _, st := range q.States {
+		live = live && !st.Final()
+	}
+	switch {
+	case len(q.States) > 0 && (live || q.Requester == ""):
+		out := make([][]byte, 0, len(q.States))
+		for _, st := range q.States {
+			if p := []byte("i/s/" + string(st) + "/"); !slices.ContainsFunc(out, func(o []byte) bool { return bytes.Equal(o, p) }) {
+				out = append(out, p)
+			}
+		}
+		return out
+	case q.Requester != "":
+		return [][]byte{[]byte("i/u/" + q.Requester + "\x00")}
+	default:
+		return [][]byte{[]byte("i/r/")}
+	}
+}
+
+// idMerge walks the IDs under several index prefixes together, newest
+// (largest) first, starting after before when it is set. A request is under
+// at most one of the prefixes (a state index, a requester's index or the
+// records), so no ID comes twice.
+type idMerge struct {
+	its      []*badger.Iterator
+	prefixes [][]byte
+}
+
+func newIDMerge(txn *badger.Txn, prefixes [][]byte, before string) *idMerge {
+	m := &idMerge{prefixes: prefixes}
+	for _, p := range prefixes {
+		opts := badger.DefaultIteratorOptions
+		opts.Reverse, opts.Prefix, opts.PrefetchValues = true, p, false
+		it := txn.NewIterator(opts)
+		seek := append(bytes.Clone(p), 0xff)
+		if before != "" {
+			seek = append(bytes.Clone(p), before...)
+		}
+		it.Seek(seek)
+		if it.Valid() && before != "" && string(it.Item().Key()[len(p):]) == before {
+			it.Next()
+		}
+		m.its = append(m.its, it)
+	}
+	return m
+}
+
+// next returns the largest ID not yet returned.
+func (m *idMerge) next() (string, bool) {
+	best := -1
+	var bestID []byte
+	for i, it := range m.its {
+		if !it.Valid() {
+			continue
+		}
+		id := it.Item().Key()[len(m.prefixes[i]):]
+		if best < 0 || bytes.Compare(id, bestID) > 0 {
+			best, bestID = i, id
+		}
+	}
+	if best < 0 {
+		return "", false
+	}
+	id := string(bestID)
+	m.its[best].Next()
+	return id, true
+}
+
+func (m *idMerge) close() {
+	for _, it := range m.its {
+		it.Close()
+	}
 }
 
 // Put implements Store. The writer checks the version key, not the decoded
@@ -263,6 +339,11 @@ func writeIndexes(tx audit.Tx, prev, next *Request, val []byte) error {
 		if err := tx.Set(stateKey(next.State, id), nil); err != nil {
 			return err
 		}
+		if next.State == StateRevoked {
+			if err := tx.Set(revokedKey(next.grantEnd(), id), nil); err != nil {
+				return err
+			}
+		}
 	}
 	if prev == nil {
 		if err := tx.Set(requesterKey(next.Requester, id), nil); err != nil {
@@ -317,6 +398,85 @@ func (s *BadgerStore) Due(_ context.Context, t time.Time, limit int) ([]*Request
 		return nil, fmt.Errorf("issuer: store: due: %w", err)
 	}
 	return out, nil
+}
+
+// Revoked implements Store. It walks the revocation index from t on; a
+// store written before the index existed is indexed first (once: every
+// revoked request is read then).
+func (s *BadgerStore) Revoked(_ context.Context, t time.Time) ([]Revocation, error) {
+	if err := s.indexRevoked(); err != nil {
+		return nil, fmt.Errorf("issuer: store: indexing revocations: %w", err)
+	}
+	var out []Revocation
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix, opts.PrefetchValues = []byte("i/x/"), false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		// Grants ending exactly at t have ended (see revocations.follow).
+		for it.Seek(revokedKey(t.Add(1), "")); it.Valid(); it.Next() {
+			key := it.Item().Key()
+			if len(key) <= len("i/x/")+8 {
+				return fmt.Errorf("malformed revocation index key %q", key)
+			}
+			end := int64(binary.BigEndian.Uint64(key[len("i/x/"):]))
+			out = append(out, Revocation{GrantID: string(key[len("i/x/")+8:]), NotAfter: time.Unix(0, end).UTC()})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("issuer: store: revoked: %w", err)
+	}
+	return out, nil
+}
+
+// indexRevoked fills the revocation index from the state index, unless it
+// is marked complete. Writes made meanwhile index themselves, and a second
+// run writes the same keys, so it needs no lock against them.
+func (s *BadgerStore) indexRevoked() error {
+	done := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(revokedIndexDone)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		done = err == nil
+		return err
+	})
+	if err != nil || done {
+		return err
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	prefix := []byte("i/s/" + string(StateRevoked) + "/")
+	err = s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix, opts.PrefetchValues = prefix, false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			id := string(it.Item().Key()[len(prefix):])
+			item, err := txn.Get(recordKey(id))
+			if err != nil {
+				return fmt.Errorf("state index names request %q: %w", id, err)
+			}
+			var r *Request
+			if err := item.Value(func(v []byte) (err error) { r, err = decodeRequest(v); return err }); err != nil {
+				return err
+			}
+			if err := wb.Set(revokedKey(r.grantEnd(), id), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := wb.Set(revokedIndexDone, []byte("1")); err != nil {
+		return err
+	}
+	return wb.Flush()
 }
 
 // Audit implements Store.

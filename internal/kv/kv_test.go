@@ -6,6 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -217,5 +221,98 @@ func TestLoggerLevels(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// tablesResident returns the resident bytes of each mapping of db's table
+// files (by address range), from /proc/self/smaps.
+func tablesResident(t *testing.T, db *DB) map[string]int64 {
+	t.Helper()
+	smaps, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Skipf("no /proc/self/smaps: %v", err)
+	}
+	out := map[string]int64{}
+	cur := ""
+	for _, line := range strings.Split(string(smaps), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			cur = ""
+			if len(f) >= 6 && filepath.Dir(f[5]) == db.absDir && strings.HasSuffix(f[5], ".sst") {
+				cur = f[0]
+			}
+		case len(f) == 3 && f[0] == "Rss:" && cur != "":
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			out[cur] = kb << 10
+		}
+	}
+	return out
+}
+
+// TestTrim checks that Trim drops the tables Badger wrote from the
+// process's resident memory and that their contents stay readable.
+func TestTrim(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Trim works on Linux only")
+	}
+	db := open(t, t.TempDir(), Config{AsyncWrites: true, GCInterval: -1, TrimInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	// With two 2 MiB memtables, writing 12 MiB waits for flushes: at least
+	// four tables are written (through their memory maps) before the end.
+	const n, size = 12 << 10, 1 << 10
+	val := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, size) }
+	for i := 0; i < n; i += 100 {
+		err := db.Update(func(txn *badger.Txn) error {
+			for j := i; j < i+100; j++ {
+				if err := txn.Set(fmt.Appendf(nil, "k%06d", j), val(j)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Compactions may add and remove tables meanwhile: compare the tables
+	// that were there before Trim.
+	before := tablesResident(t, db)
+	var was int64
+	for _, rss := range before {
+		was += rss
+	}
+	if was < 1<<20 {
+		t.Fatalf("tables resident after writing 12 MiB: %d bytes, want at least 1 MiB", was)
+	}
+	advised, err := db.Trim()
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := tablesResident(t, db)
+	var is int64
+	for r := range before {
+		is += after[r]
+	}
+	if advised == 0 || is > was/4 {
+		t.Errorf("Trim advised %d bytes; resident tables %d -> %d bytes, want at most a quarter left", advised, was, is)
+	}
+	err = db.View(func(txn *badger.Txn) error {
+		for i := range n {
+			item, err := txn.Get(fmt.Appendf(nil, "k%06d", i))
+			if err != nil {
+				return err
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(v, val(i)) {
+				return fmt.Errorf("key %d: value changed after Trim", i)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }

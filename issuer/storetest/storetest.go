@@ -44,6 +44,7 @@ func Run(t *testing.T, open Open) {
 		{"ListFiltersAndPages", testList},
 		{"DueFollowsState", testDue},
 		{"NeedsReviewFollowsFlag", testNeedsReview},
+		{"RevokedByEnd", testRevoked},
 		{"Audit", testAudit},
 		{"PutSeveralRecords", testPutRecords},
 	}
@@ -289,6 +290,57 @@ func testDue(t *testing.T, s issuer.Store, _ Entries) {
 	put(t, s, a, advance(a, issuer.StateDenied))
 	if got := due(base.Add(4 * time.Hour)); got != "[2:ISSUED]" {
 		t.Errorf("a final request is never due: %s", got)
+	}
+}
+
+func testRevoked(t *testing.T, s issuer.Store, _ Entries) {
+	ctx := context.Background()
+	// Requests 1 to 4 are issued with grants ending at 1h to 4h (in reverse
+	// order of creation for 1 and 2); all but 3 are revoked, 2 twice (a use
+	// reported after the revocation is a second change in the same state).
+	ends := map[int]time.Duration{1: 2 * time.Hour, 2: time.Hour, 3: 3 * time.Hour, 4: 4 * time.Hour}
+	for n := 1; n <= 4; n++ {
+		r := request(n, "spiffe://example.org/person/dev")
+		put(t, s, nil, r)
+		issued := advance(r, issuer.StateIssued)
+		issued.StartTime, issued.NotAfter = base, base.Add(ends[n])
+		put(t, s, r, issued)
+		if n == 3 {
+			continue
+		}
+		revoked := advance(issued, issuer.StateRevoked)
+		put(t, s, issued, revoked)
+		if n == 2 {
+			used := advance(revoked, issuer.StateRevoked)
+			used.Uses = 1
+			put(t, s, revoked, used)
+		}
+	}
+	revoked := func(at time.Time) string {
+		rs, err := s.Revoked(ctx, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range rs {
+			out = append(out, fmt.Sprintf("%s@%v", r.GrantID[len(r.GrantID)-1:], r.NotAfter.Sub(base)))
+		}
+		return fmt.Sprint(out)
+	}
+	tests := []struct {
+		at   time.Duration
+		want string
+	}{
+		{0, "[2@1h0m0s 1@2h0m0s 4@4h0m0s]"},
+		{time.Hour, "[1@2h0m0s 4@4h0m0s]"}, // a grant ending at t has ended
+		{time.Hour + time.Nanosecond, "[1@2h0m0s 4@4h0m0s]"},
+		{3 * time.Hour, "[4@4h0m0s]"},
+		{4 * time.Hour, "[]"},
+	}
+	for _, tt := range tests {
+		if got := revoked(base.Add(tt.at)); got != tt.want {
+			t.Errorf("Revoked(base+%v) = %s, want %s", tt.at, got, tt.want)
+		}
 	}
 }
 
