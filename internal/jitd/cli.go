@@ -15,6 +15,7 @@ import (
 	"github.com/jitgrant/jitgrant/internal/cli"
 	"github.com/jitgrant/jitgrant/issuer/attest"
 	"github.com/jitgrant/jitgrant/issuer/notify"
+	"github.com/jitgrant/jitgrant/policy"
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 )
@@ -134,6 +135,8 @@ type fileConfig struct {
 	WorkloadSocket   string               `yaml:"workload_socket"`
 	Entries          []attest.EntryConfig `yaml:"entries"`
 	Webhooks         []notify.Endpoint    `yaml:"webhooks"`
+	PolicySettle     time.Duration        `yaml:"policy_settle"`
+	Limits           Limits               `yaml:"limits"`
 }
 
 func serveCommand(stderr io.Writer) *cobra.Command {
@@ -168,6 +171,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 				Dir: DataDir(fc.DataDir), Listen: fc.Listen, PolicyPath: fc.Policy,
 				MetricsListen: fc.MetricsListen, Passphrase: pass, MaxTTLCap: fc.MaxTTLCap, Logger: logger,
 				WorkloadSocket: fc.WorkloadSocket, Entries: fc.Entries, Webhooks: fc.Webhooks,
+				PolicySettle: fc.PolicySettle, Limits: fc.Limits,
 			})
 			if err != nil {
 				return err
@@ -179,7 +183,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 				select {
 				case <-hup:
 					ev := s.ReloadPolicy()
-					logger.Info("jitd: policy reload on SIGHUP", "ok", ev.OK, "sha256", ev.Hash, "error", ev.Err)
+					logger.Info("jitd: policy reload on SIGHUP", "ok", ev.OK, "sha256", ev.Hash, "removed", len(ev.Removed), "error", ev.Err)
 				case <-ctx.Done():
 					logger.Info("jitd: shutting down")
 					return s.Stop()
@@ -188,7 +192,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "", "YAML configuration file (keys: data_dir, listen, policy, metrics_listen, log_json, max_ttl_cap, ca_passphrase_file, workload_socket, entries, webhooks)")
+	f.StringVar(&configPath, "config", "", "YAML configuration file (keys: data_dir, listen, policy, metrics_listen, log_json, max_ttl_cap, ca_passphrase_file, workload_socket, entries, webhooks, policy_settle, limits)")
 	f.StringVar(&fc.DataDir, "data-dir", "", "data directory made by jitd init")
 	f.StringVar(&fc.Listen, "listen", "127.0.0.1:8443", "issuer API address (mTLS)")
 	f.StringVar(&fc.Policy, "policy", "", "policy file (default <data-dir>/policy.yaml)")
@@ -197,6 +201,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 	f.DurationVar(&fc.MaxTTLCap, "max-ttl-cap", 0, "raise the global cap on grant TTLs (default 1h, at most 24h)")
 	f.StringVar(&fc.CAPassphraseFile, "ca-passphrase-file", "", "file holding the CA key's passphrase")
 	f.StringVar(&fc.WorkloadSocket, "workload-socket", "", "serve the SPIFFE Workload API on this Unix socket (registration entries come from --config)")
+	f.DurationVar(&fc.PolicySettle, "policy-settle", policy.DefaultSettle, "how long a changed policy file must stay unchanged before it is applied (a file with a matching checksum line applies at once)")
 	return cmd
 }
 
@@ -238,6 +243,10 @@ func mergeConfigFile(cmd *cobra.Command, path string, fc *fileConfig) error {
 	set("workload-socket", &fc.WorkloadSocket, fromFile.WorkloadSocket)
 	fc.Entries = fromFile.Entries
 	fc.Webhooks = fromFile.Webhooks
+	fc.Limits = fromFile.Limits
+	if !cmd.Flags().Changed("policy-settle") && fromFile.PolicySettle != 0 {
+		fc.PolicySettle = fromFile.PolicySettle
+	}
 	if !cmd.Flags().Changed("log-json") && fromFile.LogJSON {
 		fc.LogJSON = true
 	}
