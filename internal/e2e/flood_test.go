@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jitgrant/jitgrant/internal/jitd"
+	"github.com/jitgrant/jitgrant/internal/syncbuf"
 	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
 	"github.com/jitgrant/jitgrant/verifier"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -34,9 +37,11 @@ import (
 // process with and without its limits: streams one requester holds, jitd's
 // RSS and descriptors, and the latency of other callers' requests. It is
 // the source of the flood figures in BENCHMARKS.md. It runs only when
-// JITGRANT_FLOOD=STREAMS,SILENT is set, e.g.
+// JITGRANT_FLOOD=STREAMS,SILENT[,NOFILE] is set (NOFILE: run jitd with
+// that descriptor limit), e.g.
 //
 //	JITGRANT_FLOOD=10000,10000 go test ./internal/e2e -run TestFloodFigures -v -timeout 30m
+//	JITGRANT_FLOOD=0,10500,10000 go test ./internal/e2e -run TestFloodFigures -v -timeout 30m
 //
 // Everything is on 127.0.0.1, bounded in count, and ends with the test.
 func TestFloodFigures(t *testing.T) {
@@ -44,10 +49,11 @@ func TestFloodFigures(t *testing.T) {
 	if spec == "" {
 		t.Skip("set JITGRANT_FLOOD=STREAMS,SILENT to measure floods (BENCHMARKS.md)")
 	}
-	a, b, _ := strings.Cut(spec, ",")
-	streams, err1 := strconv.Atoi(a)
-	silent, err2 := strconv.Atoi(b)
-	if err1 != nil || err2 != nil || streams < 0 || silent < 0 || streams > 200_000 || silent > 19_900 {
+	parts := append(strings.Split(spec, ","), "0", "0")
+	streams, err1 := strconv.Atoi(parts[0])
+	silent, err2 := strconv.Atoi(parts[1])
+	nofile, err3 := strconv.Atoi(parts[2])
+	if err1 != nil || err2 != nil || err3 != nil || nofile < 0 || streams < 0 || silent < 0 || streams > 200_000 || silent > 19_900 {
 		t.Fatalf("JITGRANT_FLOOD=%q: want STREAMS,SILENT (at most 200000 and 19900)", spec)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
@@ -64,7 +70,7 @@ func TestFloodFigures(t *testing.T) {
 		{"with the default limits", ""},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
-			floodOnce(ctx, t, filepath.Join(bin, "jitd"), mode.limits, streams, silent)
+			floodOnce(ctx, t, filepath.Join(bin, "jitd"), mode.limits, streams, silent, nofile)
 		})
 	}
 }
@@ -79,7 +85,7 @@ type floodProc struct {
 	conns        []*grpc.ClientConn
 }
 
-func floodOnce(ctx context.Context, t *testing.T, jitdBin, limits string, streams, silent int) {
+func floodOnce(ctx context.Context, t *testing.T, jitdBin, limits string, streams, silent, nofile int) {
 	root := t.TempDir()
 	p := &floodProc{dir: jitd.DataDir(filepath.Join(root, "data")), ids: map[string]string{}, td: spiffeid.RequireTrustDomainFromString(trustDomain)}
 	if err := jitd.Init(jitd.InitConfig{Dir: p.dir, TrustDomain: trustDomain, KeyType: "ec-p256"}); err != nil {
@@ -101,6 +107,9 @@ func floodOnce(ctx context.Context, t *testing.T, jitdBin, limits string, stream
 		t.Fatal(err)
 	}
 	p.cmd = exec.CommandContext(ctx, jitdBin, "serve", "--config", conf)
+	if nofile > 0 {
+		p.cmd = exec.CommandContext(ctx, "bash", "-c", `ulimit -n "$0" && exec "$1" serve --config "$2"`, strconv.Itoa(nofile), jitdBin, conf)
+	}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -112,11 +121,14 @@ func floodOnce(ctx context.Context, t *testing.T, jitdBin, limits string, stream
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		p.cmd.Wait()
 	}()
-	ready := make(chan struct{})
+	ready, exited := make(chan struct{}), make(chan struct{})
+	var logs syncbuf.Buffer
 	go func() {
+		defer close(exited)
 		sc := bufio.NewScanner(stderr)
 		once := sync.Once{}
 		for sc.Scan() {
+			fmt.Fprintln(&logs, sc.Text())
 			if strings.Contains(sc.Text(), `msg="jitd: serving"`) {
 				once.Do(func() { close(ready) })
 			}
@@ -124,9 +136,16 @@ func floodOnce(ctx context.Context, t *testing.T, jitdBin, limits string, stream
 	}()
 	select {
 	case <-ready:
+	case <-exited:
+		t.Fatalf("jitd exited:\n%s", logs.String())
 	case <-ctx.Done():
 		t.Fatal("jitd never started")
 	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("jitd log:\n%s", logs.String())
+		}
+	}()
 	defer func() {
 		for _, c := range p.conns {
 			c.Close()
@@ -199,8 +218,8 @@ func floodOnce(ctx context.Context, t *testing.T, jitdBin, limits string, stream
 		defer cancel()
 		start := time.Now()
 		_, err := p.client(t, alice).CreateRequest(callCtx, &pb.CreateRequestRequest{Scopes: []*pb.Scope{{Method: mBalance}}, Ttl: durationpb.New(5 * time.Minute)})
-		t.Logf("%d silent connections: jitd holds %d descriptors, RSS %s; a new caller's first request took %s (%v); cap waits %v",
-			len(held), p.fds(t), p.rss(t), time.Since(start).Round(time.Millisecond), status.Code(err),
+		t.Logf("%d silent connections: jitd holds %d descriptors (limit %d), RSS %s; a new caller's first request took %s (%v); cap waits %v",
+			len(held), p.fds(t), nofile, p.rss(t), time.Since(start).Round(time.Millisecond), status.Code(err),
 			p.metric(t, "jitgrant_listener_cap_reached_total", `listener="api"`))
 	}
 }
@@ -266,7 +285,19 @@ func (p *floodProc) fds(t *testing.T) int {
 	return len(es)
 }
 
+// metric scrapes one value; -1 when the endpoint does not answer within
+// ten seconds (jitd out of descriptors).
 func (p *floodProc) metric(t *testing.T, name, labels string) float64 {
-	v, _ := metric(scrape(t, "http://"+p.metrics+"/metrics"), name, labels)
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return -1
+	}
+	v, _ := metric(string(b), name, labels)
 	return v
 }
