@@ -117,8 +117,75 @@ func TestListener(t *testing.T) {
 	if err := reg.Register(metrics); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := testutil.GatherAndCount(reg); err != nil || n != 4 {
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 5 {
 		t.Errorf("gathered %d series, %v", n, err)
+	}
+}
+
+// TestListenerEvict: at the cap, the oldest connection still in its
+// handshake is closed to make room; established ones never are.
+func TestListenerEvict(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := NewCollector()
+	l, err := NewListener(inner, ListenerConfig{Name: "api", Max: 1, EvictHandshaking: true, Logger: slog.New(slog.DiscardHandler), Collector: metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var clients []net.Conn
+	dial := func() {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	dial()
+	dial()
+	if _, err := l.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Accept() // evicts the first, still in its handshake
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(metrics.evict.WithLabelValues("api")); got != 1 {
+		t.Errorf("evicted = %v, want 1", got)
+	}
+	if n, err := clients[0].Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("the evicted connection reads %d, %v; want it closed", n, err)
+	}
+	// b ends its handshake: it is never evicted, so a third waits.
+	b.SetDeadline(time.Time{})
+	dial()
+	third := make(chan net.Conn)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			t.Error(err)
+		}
+		third <- c
+	}()
+	for testutil.ToFloat64(metrics.reached.WithLabelValues("api")) < 2 {
+		pause()
+	}
+	select {
+	case <-third:
+		t.Fatal("an established connection was evicted")
+	default:
+	}
+	b.Close()
+	(<-third).Close()
+	if got := testutil.ToFloat64(metrics.evict.WithLabelValues("api")); got != 1 {
+		t.Errorf("evicted = %v, want still 1", got)
 	}
 }
 

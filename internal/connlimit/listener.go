@@ -6,11 +6,13 @@
 package connlimit
 
 import (
+	"container/list"
 	"errors"
 	"log/slog"
 	"net"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // ListenerConfig configures a [Listener].
@@ -25,13 +27,22 @@ type ListenerConfig struct {
 	Logger *slog.Logger
 	// Collector, when set, counts connections and waits at the cap.
 	Collector *Collector
+	// EvictHandshaking, when set, makes room at the cap by closing the
+	// oldest connection still in its handshake, instead of waiting for one
+	// to close. A gRPC server ends a connection's handshake by clearing its
+	// deadline (SetDeadline with the zero time), which is how the listener
+	// tells: use it only for gRPC servers. Under a flood of handshakes that
+	// never finish, a new caller then gets in at once rather than after
+	// the handshake timeout.
+	EvictHandshaking bool
 }
 
 // Listener is a net.Listener that holds at most Max accepted connections
-// open. At the cap, Accept waits until one closes: further connections wait
-// in the kernel's listen backlog, holding no descriptor of the process. The
-// first wait of an episode is logged (and every wait counted); the end of
-// the episode is logged too.
+// open. At the cap, Accept closes the oldest connection still in its
+// handshake (with EvictHandshaking), or else waits until one closes:
+// further connections wait in the kernel's listen backlog, holding no
+// descriptor of the process. The first time the cap is hit in an episode is
+// logged (and every time counted); the end of the episode is logged too.
 //
 // Connections it returns implement syscall.Conn when the accepted one does
 // (peer credentials on a Unix socket still work). Closing one twice frees
@@ -45,6 +56,9 @@ type Listener struct {
 
 	mu   sync.Mutex
 	full bool // the cap was reached and has not been left since
+	// handshaking are the connections whose handshake has not ended,
+	// oldest first (only with EvictHandshaking).
+	handshaking list.List
 }
 
 // NewListener wraps l.
@@ -73,6 +87,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 		return nil, net.ErrClosed
 	default:
 		l.atCap()
+		if l.cfg.EvictHandshaking {
+			l.evictOldest()
+		}
 		select {
 		case l.sem <- struct{}{}:
 		case <-l.done:
@@ -85,7 +102,41 @@ func (l *Listener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	l.cfg.Collector.opened(l.cfg.Name)
-	return &conn{Conn: c, l: l}, nil
+	wc := &conn{Conn: c, l: l}
+	if l.cfg.EvictHandshaking {
+		l.mu.Lock()
+		wc.elem = l.handshaking.PushBack(wc)
+		l.mu.Unlock()
+	}
+	return wc, nil
+}
+
+// evictOldest closes the oldest connection still in its handshake, if
+// any, which frees its slot.
+func (l *Listener) evictOldest() {
+	l.mu.Lock()
+	e := l.handshaking.Front()
+	var c *conn
+	if e != nil {
+		c = e.Value.(*conn)
+		l.handshaking.Remove(e)
+		c.elem = nil
+	}
+	l.mu.Unlock()
+	if c != nil {
+		l.cfg.Collector.evicted(l.cfg.Name)
+		c.Close()
+	}
+}
+
+// established takes c off the handshaking list.
+func (l *Listener) established(c *conn) {
+	l.mu.Lock()
+	if c.elem != nil {
+		l.handshaking.Remove(c.elem)
+		c.elem = nil
+	}
+	l.mu.Unlock()
 }
 
 // Close closes the listener and ends a waiting Accept.
@@ -102,7 +153,11 @@ func (l *Listener) atCap() {
 	l.full = true
 	l.mu.Unlock()
 	if first {
-		l.cfg.Logger.Warn("connlimit: connection cap reached; new connections wait until one closes",
+		what := "new connections wait until one closes"
+		if l.cfg.EvictHandshaking {
+			what = "closing the oldest connections still in their handshake to make room"
+		}
+		l.cfg.Logger.Warn("connlimit: connection cap reached; "+what,
 			"listener", l.cfg.Name, "max", l.cfg.Max, "addr", l.Addr().String())
 	}
 }
@@ -126,12 +181,25 @@ type conn struct {
 	net.Conn
 	l    *Listener
 	once sync.Once
+	elem *list.Element // on l.handshaking; guarded by l.mu
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.l.release)
+	c.once.Do(func() {
+		c.l.established(c) // off the handshaking list
+		c.l.release()
+	})
 	return err
+}
+
+// SetDeadline sets the connection's deadline; clearing it ends the
+// handshake (see ListenerConfig.EvictHandshaking).
+func (c *conn) SetDeadline(t time.Time) error {
+	if t.IsZero() {
+		c.l.established(c)
+	}
+	return c.Conn.SetDeadline(t)
 }
 
 // SyscallConn returns the accepted connection's, so that peer credentials

@@ -7,13 +7,15 @@ import "github.com/prometheus/client_golang/prometheus"
 //
 //	jitgrant_listener_connections{listener}          gauge, open now
 //	jitgrant_listener_max_connections{listener}      gauge, the cap
-//	jitgrant_listener_cap_reached_total{listener}    counter, accepts that waited at the cap
+//	jitgrant_listener_cap_reached_total{listener}    counter, accepts that found the cap reached
+//	jitgrant_listener_evicted_total{listener}        counter, connections closed in their handshake to make room
 //	jitgrant_streams_refused_total{limit}            counter, streams refused (limit="per_identity")
 //
 // A nil *Collector counts nothing.
 type Collector struct {
 	open, max *prometheus.GaugeVec
 	reached   *prometheus.CounterVec
+	evict     *prometheus.CounterVec
 	refused   *prometheus.CounterVec
 }
 
@@ -30,7 +32,11 @@ func NewCollector() *Collector {
 		}, []string{"listener"}),
 		reached: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jitgrant_listener_cap_reached_total",
-			Help: "Times the listener had to wait for a connection to close before accepting another.",
+			Help: "Times the listener found its cap reached when about to accept a connection.",
+		}, []string{"listener"}),
+		evict: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jitgrant_listener_evicted_total",
+			Help: "Connections closed during their handshake to make room at the cap.",
 		}, []string{"listener"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jitgrant_streams_refused_total",
@@ -46,6 +52,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.open.Describe(ch)
 	c.max.Describe(ch)
 	c.reached.Describe(ch)
+	c.evict.Describe(ch)
 	c.refused.Describe(ch)
 }
 
@@ -54,6 +61,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.open.Collect(ch)
 	c.max.Collect(ch)
 	c.reached.Collect(ch)
+	c.evict.Collect(ch)
 	c.refused.Collect(ch)
 }
 
@@ -62,6 +70,13 @@ func (c *Collector) limit(name string, max int) {
 		c.max.WithLabelValues(name).Set(float64(max))
 		c.open.WithLabelValues(name)
 		c.reached.WithLabelValues(name)
+		c.evict.WithLabelValues(name)
+	}
+}
+
+func (c *Collector) evicted(name string) {
+	if c != nil {
+		c.evict.WithLabelValues(name).Inc()
 	}
 }
 

@@ -179,9 +179,13 @@ func (lim *limiter) connOptions() []grpc.ServerOption {
 	}
 }
 
-// listen wraps l with the connection cap max under name.
+// listen wraps l with the connection cap max under name. At the cap, a
+// gRPC listener closes the oldest connection still in its handshake; the
+// metrics listener waits for one to close.
 func (lim *limiter) listen(s *Server, l net.Listener, name string, max int) (net.Listener, error) {
-	cl, err := connlimit.NewListener(l, connlimit.ListenerConfig{Name: name, Max: max, Logger: s.cfg.Logger, Collector: lim.metrics})
+	cl, err := connlimit.NewListener(l, connlimit.ListenerConfig{
+		Name: name, Max: max, Logger: s.cfg.Logger, Collector: lim.metrics, EvictHandshaking: name != "metrics",
+	})
 	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("jitd: %w", err)
