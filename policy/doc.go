@@ -180,10 +180,18 @@
 //
 // A [Store] holds the policy in force behind an atomic pointer. A [Watcher]
 // polls the file (modification time and size, then SHA-256 of the content),
-// parses a changed file and swaps it in; a file that does not parse leaves
-// the old policy in force. Every load, good or bad, is logged, counted by a
+// waits for a changed file to stay unchanged for a settle interval, parses
+// it and swaps it in; a file that does not parse leaves the old policy in
+// force. A file caught half-written often parses (its first line alone is a
+// valid deny-all policy), so a reload that would remove or change any
+// setting of the policy in force is refused ([RemovalError]) unless the
+// file carries a matching checksum line ([ChecksumPrefix], [WithChecksum]);
+// a checksummed file applies without the wait. A version or revision number
+// in the file could not play that part: a half-written file keeps its first
+// lines. Every load, good, bad or refused, is logged, counted by a
 // [Collector], and reported as a [LoadEvent] with the file's hash for the
-// audit log. [Watcher.ReloadNow] forces a load (SIGHUP).
+// audit log. [Watcher.ReloadNow] forces a load (SIGHUP) without the wait,
+// under the same checks.
 //
 // # Policy tests
 //

@@ -24,6 +24,13 @@ func parse(file string, data []byte, opts Options) (*Policy, error) {
 		return nil, fmt.Errorf("policy: %s: larger than %d bytes", nameOr(file), MaxFileSize)
 	}
 	c := &checker{}
+	present, line, problem := checksumState(data)
+	if problem != "" {
+		// The file is not the one its checksum describes: nothing else
+		// in it is worth reporting.
+		c.addf(&yaml.Node{Line: line}, "", "%s", problem)
+		return nil, c.err(file)
+	}
 	root := c.decodeDocument(data)
 	if root == nil {
 		return nil, c.err(file)
@@ -40,6 +47,7 @@ func parse(file string, data []byte, opts Options) (*Policy, error) {
 		byName: make(map[string]*rule),
 	}
 	b := &builder{c: c, p: p, used: make(map[string]bool)}
+	p.checksummed = present
 
 	if n, ok := top["version"]; !ok {
 		c.addf(root, "version", "required (write version: 1)")
@@ -79,6 +87,7 @@ func parse(file string, data []byte, opts Options) (*Policy, error) {
 	if err := c.err(file); err != nil {
 		return nil, err
 	}
+	p.settings = settingsOf(root)
 	return p, nil
 }
 

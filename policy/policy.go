@@ -85,6 +85,10 @@ type Policy struct {
 	byName   map[string]*rule
 	index    ruleIndex
 	warnings []string
+	// settings are the file's settings (settingsOf); checksummed means the
+	// file carries a matching checksum line (ChecksumPrefix).
+	settings    []string
+	checksummed bool
 }
 
 // group is a named set of ID patterns.

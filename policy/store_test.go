@@ -12,12 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jitgrant/jitgrant/internal/fakeclock"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // watchEnv is a policy file in a temporary directory, a store and a
-// watcher over it with a fixed clock, recording events, logs and metrics.
+// watcher over it with a fake clock, recording events, logs and metrics.
 type watchEnv struct {
 	t       *testing.T
 	path    string
@@ -27,6 +28,7 @@ type watchEnv struct {
 	logs    *bytes.Buffer
 	metrics *Collector
 	mtime   time.Time
+	clock   *fakeclock.Clock
 }
 
 func newWatchEnv(t *testing.T, ticks <-chan time.Time) *watchEnv {
@@ -39,13 +41,13 @@ func newWatchEnv(t *testing.T, ticks <-chan time.Time) *watchEnv {
 		logs:    &bytes.Buffer{},
 		metrics: NewCollector(),
 		mtime:   time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
+		clock:   fakeclock.New(time.Date(2025, 1, 6, 10, 0, 0, 0, time.UTC)),
 	}
-	now := time.Date(2025, 1, 6, 10, 0, 0, 0, time.UTC)
 	w, err := NewWatcher(WatcherConfig{
 		Path:      e.path,
 		Store:     e.store,
 		Ticks:     ticks,
-		Now:       func() time.Time { return now },
+		Now:       e.clock.Now,
 		Logger:    slog.New(slog.NewTextHandler(e.logs, nil)),
 		Collector: e.metrics,
 		OnLoad:    func(ev LoadEvent) { e.events <- ev },
@@ -77,10 +79,15 @@ func (e *watchEnv) touch() {
 }
 
 // poll polls and returns the event, failing if there is none (or there is
-// one when want is false).
+// one when want is false). A change must settle: when the first poll has
+// no event, the clock moves on by the settle interval and it polls again.
 func (e *watchEnv) poll(want bool) LoadEvent {
 	e.t.Helper()
 	ev, ok := e.w.Poll()
+	if !ok {
+		e.clock.Add(DefaultSettle)
+		ev, ok = e.w.Poll()
+	}
 	if ok != want {
 		e.t.Fatalf("Poll reported an event: %v, want %v (%+v)", ok, want, ev)
 	}
@@ -181,12 +188,20 @@ func TestWatcherRun(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- e.w.Run(ctx) }()
 
-	ticks <- time.Time{}
+	// The first poll sees the change, the second (at the same time) waits
+	// for it to settle, the third (a settle interval later) loads it.
+	settle := func() {
+		ticks <- time.Time{}
+		ticks <- time.Time{}
+		e.clock.Add(DefaultSettle)
+		ticks <- time.Time{}
+	}
+	settle()
 	if ev := <-e.events; !ev.OK {
 		t.Fatalf("first tick: %+v", ev)
 	}
 	bad := e.write("version: 1\nrulez: []\n")
-	ticks <- time.Time{}
+	settle()
 	if ev := <-e.events; ev.OK || ev.Hash != bad || !strings.Contains(ev.Err.Error(), "line 2: rulez: unknown key") {
 		t.Fatalf("second tick: %+v", ev)
 	}
@@ -202,6 +217,7 @@ func TestWatcherConfig(t *testing.T) {
 		{Store: s},
 		{Path: "x"},
 		{Path: "x", Store: s, Options: Options{MaxTTLCap: 48 * time.Hour}},
+		{Path: "x", Store: s, Settle: -time.Second},
 	} {
 		if _, err := NewWatcher(cfg); err == nil {
 			t.Errorf("NewWatcher(%+v) accepted", cfg)

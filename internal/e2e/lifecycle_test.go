@@ -192,15 +192,16 @@ func TestConcurrentApprovals(t *testing.T) {
 // in force.
 func TestPolicyReload(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *jitd.ServeConfig) { c.PolicyPoll = 20 * time.Millisecond })
+	e := newEnv(t, func(c *jitd.ServeConfig) { c.PolicyPoll, c.PolicySettle = 20*time.Millisecond, time.Second })
 	start := e.srv.AuditLog().Size()
 
 	broken := strings.Replace(testPolicy, "max_ttl: 30m", "max_ttl: forever", 1)
 	e.writePolicy(broken)
-	// jitd's watcher is not exposed; its poll reloads the file and audits
-	// the failed load.
+	// jitd's watcher is not exposed; its poll reloads the file once it has
+	// settled (on jitd's clock) and audits the failed load.
 	var why string
 	eventually(t, 30*time.Second, "a policy.loaded entry with ok=false", func() bool {
+		e.clock.Add(100 * time.Millisecond)
 		for seq := start; seq < e.srv.AuditLog().Size(); seq++ {
 			en, err := e.srv.AuditLog().Entry(seq)
 			if err == nil && en.Action == audit.ActionPolicyLoaded && en.Details["ok"] == "false" {

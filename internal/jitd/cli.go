@@ -17,6 +17,7 @@ import (
 	"github.com/jitgrant/jitgrant/internal/kv"
 	"github.com/jitgrant/jitgrant/issuer/attest"
 	"github.com/jitgrant/jitgrant/issuer/notify"
+	"github.com/jitgrant/jitgrant/policy"
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 )
@@ -143,6 +144,8 @@ type fileConfig struct {
 	Entries          []attest.EntryConfig `yaml:"entries"`
 	Webhooks         []notify.Endpoint    `yaml:"webhooks"`
 	DiskReserveMiB   int64                `yaml:"disk_reserve_mib"`
+	PolicySettle     time.Duration        `yaml:"policy_settle"`
+	Limits           Limits               `yaml:"limits"`
 }
 
 func serveCommand(stderr io.Writer) *cobra.Command {
@@ -183,7 +186,8 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 				Dir: DataDir(fc.DataDir), Listen: fc.Listen, PolicyPath: fc.Policy,
 				MetricsListen: fc.MetricsListen, Passphrase: pass, MaxTTLCap: fc.MaxTTLCap, Logger: logger,
 				WorkloadSocket: fc.WorkloadSocket, Entries: fc.Entries, Webhooks: fc.Webhooks,
-				DiskReserve: fc.DiskReserveMiB << 20,
+				DiskReserve:  fc.DiskReserveMiB << 20,
+				PolicySettle: fc.PolicySettle, Limits: fc.Limits,
 			}
 			s, err := Start(ctx, sc)
 			if errors.Is(err, kv.ErrDiskFull) {
@@ -201,7 +205,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 				select {
 				case <-hup:
 					ev := s.ReloadPolicy()
-					logger.Info("jitd: policy reload on SIGHUP", "ok", ev.OK, "sha256", ev.Hash, "error", ev.Err)
+					logger.Info("jitd: policy reload on SIGHUP", "ok", ev.OK, "sha256", ev.Hash, "removed", len(ev.Removed), "error", ev.Err)
 				case <-s.Reopen():
 					// Started read-only on a full disk; space is back.
 					logger.Info("jitd: restarting to open the database read-write")
@@ -223,7 +227,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "", "YAML configuration file (keys: data_dir, listen, policy, metrics_listen, log_json, max_ttl_cap, ca_passphrase_file, workload_socket, entries, webhooks, disk_reserve_mib)")
+	f.StringVar(&configPath, "config", "", "YAML configuration file (keys: data_dir, listen, policy, metrics_listen, log_json, max_ttl_cap, ca_passphrase_file, workload_socket, entries, webhooks, disk_reserve_mib, policy_settle, limits)")
 	f.StringVar(&fc.DataDir, "data-dir", "", "data directory made by jitd init")
 	f.StringVar(&fc.Listen, "listen", "127.0.0.1:8443", "issuer API address (mTLS)")
 	f.StringVar(&fc.Policy, "policy", "", "policy file (default <data-dir>/policy.yaml)")
@@ -233,6 +237,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 	f.StringVar(&fc.CAPassphraseFile, "ca-passphrase-file", "", "file holding the CA key's passphrase")
 	f.Int64Var(&fc.DiskReserveMiB, "disk-reserve-mib", 0, "free space (MiB) the database's file system must keep for writes to be accepted (default: 2x memtable + 2x value log + flushes + 16, at least 64)")
 	f.StringVar(&fc.WorkloadSocket, "workload-socket", "", "serve the SPIFFE Workload API on this Unix socket (registration entries come from --config)")
+	f.DurationVar(&fc.PolicySettle, "policy-settle", policy.DefaultSettle, "how long a changed policy file must stay unchanged before it is applied (a file with a matching checksum line applies at once)")
 	return cmd
 }
 
@@ -305,6 +310,10 @@ func mergeConfigFile(cmd *cobra.Command, path string, fc *fileConfig) error {
 	set("workload-socket", &fc.WorkloadSocket, fromFile.WorkloadSocket)
 	fc.Entries = fromFile.Entries
 	fc.Webhooks = fromFile.Webhooks
+	fc.Limits = fromFile.Limits
+	if !cmd.Flags().Changed("policy-settle") && fromFile.PolicySettle != 0 {
+		fc.PolicySettle = fromFile.PolicySettle
+	}
 	if !cmd.Flags().Changed("log-json") && fromFile.LogJSON {
 		fc.LogJSON = true
 	}

@@ -22,7 +22,7 @@ func TestREADMEConfigBlocks(t *testing.T) {
 	n := 0
 	for _, b := range regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(readme), -1) {
 		body := b[1]
-		if !strings.Contains(body, "webhooks:") && !strings.Contains(body, "workload_socket:") {
+		if !strings.Contains(body, "webhooks:") && !strings.Contains(body, "workload_socket:") && !strings.Contains(body, "limits:") {
 			continue // a policy file
 		}
 		n++
@@ -33,7 +33,7 @@ func TestREADMEConfigBlocks(t *testing.T) {
 			t.Errorf("README config block does not decode: %v\n%s", err, body)
 		}
 	}
-	if n < 2 {
-		t.Errorf("found %d jitd config blocks in the README, want the Workload API and webhook ones", n)
+	if n < 3 {
+		t.Errorf("found %d jitd config blocks in the README, want the Workload API, webhook and limits ones", n)
 	}
 }

@@ -46,6 +46,13 @@ type ServeConfig struct {
 	MaxTTLCap time.Duration
 	// PolicyPoll is how often the policy file is checked. Default 2s.
 	PolicyPoll time.Duration
+	// PolicySettle is how long a changed policy file must stay unchanged
+	// before it is applied (policy.WatcherConfig.Settle). Default
+	// policy.DefaultSettle.
+	PolicySettle time.Duration
+	// Limits bound connections, streams and handshakes; zero fields take
+	// DefaultLimits.
+	Limits Limits
 	// SweepEvery is how often timeouts, scheduled starts and expiries are
 	// processed. Default 1s.
 	SweepEvery time.Duration
@@ -90,6 +97,7 @@ type Server struct {
 	lis      net.Listener
 	http     *http.Server
 	httpLis  net.Listener
+	limits   *limiter
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -116,6 +124,9 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	}
 	if cfg.PolicyPoll <= 0 {
 		cfg.PolicyPoll = 2 * time.Second
+	}
+	if cfg.PolicySettle < 0 {
+		return nil, fmt.Errorf("jitd: policy_settle %v is negative", cfg.PolicySettle)
 	}
 	if cfg.SweepEvery <= 0 {
 		cfg.SweepEvery = time.Second
@@ -162,6 +173,9 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 		return nil, err
 	}
 	s.watcher = watcher
+	if s.limits, err = s.newLimiter(policies); err != nil {
+		return nil, err
+	}
 	s.notifier, err = notify.New(notify.Config{
 		Endpoints: cfg.Webhooks, Client: cfg.WebhookClient, Backoff: cfg.WebhookBackoff, Clock: cfg.Clock, Logger: cfg.Logger,
 		Audit: store.Audit, Actor: s.id.String(),
@@ -195,7 +209,7 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	// jitbench's CPU before, 0.7 % after. A request that finds every worker
 	// busy gets its own goroutine, as without workers; 256 covers the
 	// requests in flight at jitbench's 64 to 128 clients.
-	s.grpc = grpc.NewServer(append(v.ServerOptions(), grpc.NumStreamWorkers(streamWorkers))...)
+	s.grpc = grpc.NewServer(append(append(v.ServerOptions(), s.limits.apiOptions()...), grpc.NumStreamWorkers(streamWorkers))...)
 	pb.RegisterIssuerServer(s.grpc, issuer.NewService(s.issuer, s.log))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -204,9 +218,12 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	if s.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("jitd: API listener: %w", err)
 	}
+	if s.lis, err = s.limits.listen(s, s.lis, "api", s.limits.cfg.MaxConnections); err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		v.Collector(), s.issuer.Collector(), audit.NewCollector(s.log), policyMetrics, s.notifier.Collector(), s.db.Collector())
+		v.Collector(), s.issuer.Collector(), audit.NewCollector(s.log), policyMetrics, s.notifier.Collector(), s.db.Collector(), s.limits.metrics)
 	if s.wl != nil {
 		reg.MustRegister(s.wl.Collector())
 	}
@@ -214,7 +231,11 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 		if s.httpLis, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
 			return nil, fmt.Errorf("jitd: metrics listener: %w", err)
 		}
-		s.http = &http.Server{Handler: s.httpHandler(reg), ReadHeaderTimeout: 10 * time.Second}
+		if s.httpLis, err = s.limits.listen(s, s.httpLis, "metrics", s.limits.cfg.MetricsMaxConnections); err != nil {
+			return nil, err
+		}
+		s.http = &http.Server{Handler: s.httpHandler(reg), ReadHeaderTimeout: s.limits.cfg.HandshakeTimeout,
+			ReadTimeout: 2 * s.limits.cfg.HandshakeTimeout, IdleTimeout: s.limits.cfg.IdleTimeout}
 	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -262,10 +283,15 @@ func (s *Server) loadPolicy(ctx context.Context, store issuer.Store, metrics *po
 		return nil, nil, fmt.Errorf("jitd: auditing the policy load: %w", err)
 	}
 	w, err := policy.NewWatcher(policy.WatcherConfig{
-		Path: s.cfg.PolicyPath, Options: opts, Store: ps, Interval: s.cfg.PolicyPoll,
+		Path: s.cfg.PolicyPath, Options: opts, Store: ps, Interval: s.cfg.PolicyPoll, Settle: s.cfg.PolicySettle,
 		Now: s.cfg.Clock, Logger: s.cfg.Logger, Collector: metrics,
 		OnLoad: func(ev policy.LoadEvent) {
 			rec := policyRecord(s.id, ev.Path, ev.Hash, ev.Err)
+			if len(ev.Removed) > 0 {
+				// What the file removed (checksummed) or would have
+				// removed (refused), in the audit log as well.
+				rec.Details["removed"] = fmt.Sprint(len(ev.Removed))
+			}
 			if err := store.Audit(context.Background(), rec); err != nil {
 				s.cfg.Logger.Error("jitd: auditing a policy load failed", "error", err)
 			}

@@ -96,12 +96,16 @@ func (s *Server) startWorkloadAPI(ctx context.Context, c *ca.CA, td spiffeid.Tru
 		CA: c, JWT: signer, Issuer: s.issuer, Attestor: att,
 		Entries: func() attest.Entries { return entries },
 		Clock:   s.cfg.Clock, Logger: s.cfg.Logger,
+		ServerOptions: s.limits.connOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("jitd: %w", err)
 	}
 	if s.wlLis, err = wlapi.Listen(s.cfg.WorkloadSocket); err != nil {
 		return fmt.Errorf("jitd: workload socket: %w", err)
+	}
+	if s.wlLis, err = s.limits.listen(s, s.wlLis, "workload", s.limits.cfg.WorkloadMaxConnections); err != nil {
+		return err
 	}
 	s.goRun(func() { _ = s.wl.Serve(s.wlLis) })
 	return nil

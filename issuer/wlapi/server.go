@@ -53,6 +53,9 @@ type Config struct {
 	// SVID is rotated, so that SVIDs minted together do not all rotate
 	// together. Default: a random duration in [0, d/10].
 	Jitter func(d time.Duration) time.Duration
+	// ServerOptions are added to the gRPC server's own (e.g. a handshake
+	// timeout and keepalive limits).
+	ServerOptions []grpc.ServerOption
 }
 
 // Server serves the SPIFFE Workload API. It is safe for concurrent use.
@@ -108,7 +111,7 @@ func New(cfg Config) (*Server, error) {
 		s.bundle = append(s.bundle, c.Raw...)
 	}
 	s.open = newOpenStreams()
-	s.grpc = grpc.NewServer(grpc.Creds(attest.Credentials()), grpc.StreamInterceptor(s.open.count))
+	s.grpc = grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(attest.Credentials()), grpc.StreamInterceptor(s.open.count)}, cfg.ServerOptions...)...)
 	workload.RegisterSpiffeWorkloadAPIServer(s.grpc, s)
 	return s, nil
 }
