@@ -45,10 +45,18 @@ type Config struct {
 	// MaxStartDelay bounds how far ahead a grant may be scheduled. Default
 	// 7 days.
 	MaxStartDelay time.Duration
+	// MinTTL is the shortest grant a request may ask for: a shorter TTL is
+	// refused (ErrInvalid, naming ttl) and nothing is stored. Default
+	// DefaultMinTTL; tests and demos with short grants set it lower.
+	MinTTL time.Duration
 	// OnChange, if set, is called after every committed change of a
 	// request (for notifications); it must not block.
 	OnChange func(r *Request, action audit.Action)
 }
+
+// DefaultMinTTL is Config.MinTTL's default: a grant shorter than this would
+// spend a good part of its life reaching the workload and the verifiers.
+const DefaultMinTTL = 30 * time.Second
 
 // Issuer runs the request lifecycle. It is safe for concurrent use.
 type Issuer struct {
@@ -89,6 +97,9 @@ func New(cfg Config) (*Issuer, error) {
 	if cfg.MaxStartDelay <= 0 {
 		cfg.MaxStartDelay = 7 * 24 * time.Hour
 	}
+	if cfg.MinTTL <= 0 {
+		cfg.MinTTL = DefaultMinTTL
+	}
 	is := &Issuer{cfg: cfg, hub: newHub(), revs: newRevocations(), issued: newIssuedIndex(), metrics: newMetrics(), order: newPublishOrder(), done: make(chan struct{})}
 	if err := is.loadRevocations(context.Background()); err != nil {
 		return nil, fmt.Errorf("issuer: loading revocations: %w", err)
@@ -126,6 +137,16 @@ func (is *Issuer) change(ctx context.Context, id string, transition func(r *Requ
 // changeFrom is change starting from known, the request as the caller last
 // saw it; a known with Version 0 is read from the store first.
 func (is *Issuer) changeFrom(ctx context.Context, known *Request, transition func(r *Request) (audit.Record, error)) (*Request, error) {
+	return is.changeSteps(ctx, known, func(r *Request) ([]audit.Record, error) {
+		rec, err := transition(r)
+		return []audit.Record{rec}, err
+	})
+}
+
+// changeSteps is changeFrom for a transition that records several steps at
+// once, one audit record each (a use that also ends the grant): they commit
+// together, in order, and the request's version moves by their number.
+func (is *Issuer) changeSteps(ctx context.Context, known *Request, transition func(r *Request) ([]audit.Record, error)) (*Request, error) {
 	id := known.ID
 	for range maxConflictRetries {
 		cur := known
@@ -137,21 +158,25 @@ func (is *Issuer) changeFrom(ctx context.Context, known *Request, transition fun
 		}
 		known = nil // a retry reads the store
 		next := cur.clone()
-		rec, err := transition(next)
+		recs, err := transition(next)
 		if err != nil {
 			return cur, err
 		}
-		next.Version = cur.Version + 1
+		next.Version = cur.Version + uint64(len(recs))
 		next.UpdateTime = is.now()
-		rec.Subject = next.ID
-		err = is.cfg.Store.Put(ctx, cur, next, rec)
+		actions := make([]audit.Action, len(recs))
+		for i := range recs {
+			recs[i].Subject = next.ID
+			actions[i] = recs[i].Action
+		}
+		err = is.cfg.Store.Put(ctx, cur, next, recs...)
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		is.committed(next, rec.Action)
+		is.committed(next, actions...)
 		return next, nil
 	}
 	return nil, fmt.Errorf("issuer: request %s: %w: too many concurrent changes", id, ErrConflict)
@@ -160,18 +185,21 @@ func (is *Issuer) changeFrom(ctx context.Context, known *Request, transition fun
 // errSkip ends a transition that has nothing to do.
 var errSkip = errors.New("issuer: nothing to do")
 
-// committed tells watchers, metrics and notifications about a change. A
-// report that arrives after a newer one of the same request is dropped
-// (see publishOrder): only the latest state counts.
-func (is *Issuer) committed(r *Request, action audit.Action) {
+// committed tells watchers, metrics and notifications about a change that
+// recorded actions and left r. A report that arrives after a newer one of
+// the same request is dropped (see publishOrder): only the latest state
+// counts.
+func (is *Issuer) committed(r *Request, actions ...audit.Action) {
 	if !is.order.admit(r, is.now()) {
 		return
 	}
 	is.issued.update(r)
 	is.hub.publish(r)
-	is.metrics.observe(r, action)
-	if is.cfg.OnChange != nil {
-		is.cfg.OnChange(r, action)
+	for _, action := range actions {
+		is.metrics.observe(r, action)
+		if is.cfg.OnChange != nil {
+			is.cfg.OnChange(r, action)
+		}
 	}
 	if r.State == StateApproved {
 		is.issueAtStart(r)

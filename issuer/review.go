@@ -30,18 +30,12 @@ type ReviewResult struct {
 // approvals satisfy every factor the request is approved, and issued at
 // once unless it is scheduled later; an eligible denial ends it.
 func (is *Issuer) Review(ctx context.Context, caller spiffeid.ID, id string, approve bool, comment string) (*ReviewResult, error) {
-	if len(comment) > MaxCommentLength {
-		return nil, fmt.Errorf("%w: comment: %d bytes, at most %d", ErrInvalid, len(comment), MaxCommentLength)
-	}
 	p, err := is.policy()
 	if err != nil {
 		return nil, err
 	}
 	res := &ReviewResult{Counted: true}
 	r, err := is.change(ctx, id, func(r *Request) (audit.Record, error) {
-		if r.State != StatePending {
-			return audit.Record{}, fmt.Errorf("%w: request %s is %s, not PENDING", ErrState, id, r.State)
-		}
 		requester, err := spiffeid.FromString(r.Requester)
 		if err != nil {
 			return audit.Record{}, fmt.Errorf("issuer: request %s: requester: %w", id, err)
@@ -50,6 +44,12 @@ func (is *Issuer) Review(ctx context.Context, caller spiffeid.ID, id string, app
 			is.metrics.reviewsRefused.Add(1)
 			is.metrics.reviews.WithLabelValues(verdictRefused).Inc()
 			return audit.Record{}, fmt.Errorf("%w: %s may not review request %s: %s", ErrPermission, caller, id, why)
+		}
+		if len(comment) > MaxCommentLength {
+			return audit.Record{}, fmt.Errorf("%w: comment: %d bytes, at most %d", ErrInvalid, len(comment), MaxCommentLength)
+		}
+		if r.State != StatePending {
+			return audit.Record{}, fmt.Errorf("%w: request %s is %s, not PENDING", ErrState, id, r.State)
 		}
 		for _, rv := range r.Reviews {
 			if rv.Approver == caller.String() && rv.Approve == approve {
@@ -161,15 +161,10 @@ const MaxAckWait = 10 * time.Second
 
 // Revoke ends an approved or issued grant early. The holder, an approver
 // eligible for the grant's rule, or a caller with the revoke_any permission
-// may revoke it. It then waits up to ackWait for the verifiers following
-// revocations to acknowledge it.
+// may revoke it; the other arguments are checked after that permission. It
+// then waits up to ackWait for the verifiers following revocations to
+// acknowledge it.
 func (is *Issuer) Revoke(ctx context.Context, caller spiffeid.ID, id, reason string, ackWait time.Duration) (*RevokeResult, error) {
-	if len(reason) > MaxCommentLength {
-		return nil, fmt.Errorf("%w: reason: %d bytes, at most %d", ErrInvalid, len(reason), MaxCommentLength)
-	}
-	if ackWait < 0 || ackWait > MaxAckWait {
-		return nil, fmt.Errorf("%w: ack_timeout: %s not in [0, %s]", ErrInvalid, ackWait, MaxAckWait)
-	}
 	p, err := is.policy()
 	if err != nil {
 		return nil, err
@@ -178,11 +173,17 @@ func (is *Issuer) Revoke(ctx context.Context, caller spiffeid.ID, id, reason str
 		if !involved(p, caller, r, policy.RevokeAny) {
 			return audit.Record{}, fmt.Errorf("%w: revoking request %s needs the %s permission, or to be its holder or an approver of rule %q", ErrPermission, id, policy.RevokeAny, r.Rule)
 		}
+		if len(reason) > MaxCommentLength {
+			return audit.Record{}, fmt.Errorf("%w: reason: %d bytes, at most %d", ErrInvalid, len(reason), MaxCommentLength)
+		}
+		if ackWait < 0 || ackWait > MaxAckWait {
+			return audit.Record{}, fmt.Errorf("%w: ack_timeout: must be a duration in [0s, %s]", ErrInvalid, MaxAckWait)
+		}
 		if r.State != StateIssued && r.State != StateApproved {
 			return audit.Record{}, fmt.Errorf("%w: request %s is %s; only an approved or issued grant can be revoked", ErrState, id, r.State)
 		}
-		r.State, r.EndedBy, r.EndReason = StateRevoked, caller.String(), reason
-		details := map[string]string{}
+		r.State, r.EndedBy, r.EndReason, r.EndCause = StateRevoked, caller.String(), reason, EndRevoked
+		details := map[string]string{"cause": EndRevoked}
 		if reason != "" {
 			details["reason"] = reason
 		}
