@@ -24,14 +24,18 @@ const (
 	// KindIssued: a grant was issued (break_glass is set for a break-glass
 	// grant).
 	KindIssued Kind = "issued"
-	// KindRevoked: a grant was revoked.
+	// KindRevoked: a grant was revoked: by someone, on reaching its use
+	// limit, or by the issuer when it could not be issued (see Cause).
 	KindRevoked Kind = "revoked"
+	// KindExpired: a grant reached its end, or its end passed before it
+	// could be issued (see Cause).
+	KindExpired Kind = "expired"
 	// KindBreakGlass: a break-glass request was made; its grant is issued
 	// at once and reviewed afterwards.
 	KindBreakGlass Kind = "break_glass"
 )
 
-var kinds = []Kind{KindCreated, KindDecided, KindIssued, KindRevoked, KindBreakGlass}
+var kinds = []Kind{KindCreated, KindDecided, KindIssued, KindRevoked, KindBreakGlass, KindExpired}
 
 // Kinds returns every kind, in lifecycle order.
 func Kinds() []Kind { return slices.Clone(kinds) }
@@ -67,6 +71,9 @@ type Event struct {
 	EndedBy string `json:"ended_by,omitempty"`
 	// EndReason is the denial comment or revocation reason.
 	EndReason string `json:"end_reason,omitempty"`
+	// Cause is why a grant ended, in revoked and expired events: expired,
+	// revoked, use_limit or unissuable (the issuer.End* causes).
+	Cause string `json:"cause,omitempty"`
 	// Text is a one-line summary in Slack mrkdwn, so that a Slack (or
 	// compatible) incoming webhook URL can be an endpoint as is.
 	Text string `json:"text"`
@@ -83,6 +90,7 @@ type Event struct {
 //	request.canceled, request.timed_out decided
 //	grant.issued                       issued (BreakGlass set for break-glass)
 //	grant.revoked                      revoked
+//	grant.expired                      expired
 //
 // Anything else gives no event. A break-glass request thus gives
 // break_glass when it is made and issued (with BreakGlass) when its grant is,
@@ -106,6 +114,8 @@ func FromChange(r *issuer.Request, action audit.Action) (Event, bool) {
 		kind = KindIssued
 	case audit.ActionGrantRevoked:
 		kind = KindRevoked
+	case audit.ActionGrantExpired:
+		kind = KindExpired
 	default:
 		return Event{}, false
 	}
@@ -113,6 +123,9 @@ func FromChange(r *issuer.Request, action audit.Action) (Event, bool) {
 		ID: newEventID(), Kind: kind, Time: r.UpdateTime, RequestID: r.ID, Requester: r.Requester,
 		State: string(r.State), Reason: r.Reason, Scopes: scopeStrings(r.Scopes), Approvers: approvers(r.Reviews),
 		NotAfter: r.NotAfter, BreakGlass: r.BreakGlass, EndedBy: r.EndedBy, EndReason: r.EndReason,
+	}
+	if kind == KindRevoked || kind == KindExpired {
+		ev.Cause = r.EndCause
 	}
 	ev.Text = ev.summary()
 	return ev, true
@@ -183,11 +196,13 @@ func (ev *Event) summary() string {
 		}
 	case KindRevoked:
 		s = fmt.Sprintf(":no_entry_sign: grant %s of %s revoked by %s", id, who, esc(ev.EndedBy))
+	case KindExpired:
+		s = fmt.Sprintf(":stopwatch: grant %s of %s expired", id, who)
 	default:
 		s = fmt.Sprintf("jitgrant %s: request %s by %s", esc(string(ev.Kind)), id, who)
 	}
 	switch {
-	case ev.EndReason != "" && (ev.Kind == KindDecided || ev.Kind == KindRevoked):
+	case ev.EndReason != "" && (ev.Kind == KindDecided || ev.Kind == KindRevoked || ev.Kind == KindExpired):
 		s += " — " + esc(ev.EndReason)
 	case ev.Reason != "" && (ev.Kind == KindCreated || ev.Kind == KindBreakGlass || ev.Kind == KindIssued):
 		s += " — reason: " + esc(ev.Reason)

@@ -116,3 +116,58 @@ func TestX509UnservableGrantLeftOut(t *testing.T) {
 func errIs(err, target error, text string) bool {
 	return err != nil && errors.Is(err, target) && strings.Contains(err.Error(), text)
 }
+
+// TestGrantSVIDEndsExactlyWithGrant: a grant ends on a whole second and its
+// SVID ends exactly then, even when the grant starts, and its SVID is
+// minted, at sub-second times; across the grant's last seconds the same
+// SVID is served, never a new one minted for the tail, and at the grant's
+// end it is gone.
+func TestGrantSVIDEndsExactlyWithGrant(t *testing.T) {
+	e := newEnv(t, uid)
+	e.clock.Set(e.clock.Now().Truncate(time.Second).Add(time.Second + 200*time.Millisecond))
+	g := e.grant()
+	if !g.NotAfter.Equal(g.NotAfter.Truncate(time.Second)) {
+		t.Errorf("grant ends at %v, not on a whole second", g.NotAfter)
+	}
+	if want := g.StartTime.Add(g.TTL).Truncate(time.Second); !g.NotAfter.Equal(want) {
+		t.Errorf("grant ends at %v, want %v", g.NotAfter, want)
+	}
+	serials := map[string]bool{}
+	fetch := func() (served bool) {
+		t.Helper()
+		c, err := workloadapi.FetchX509Context(testContext(t), e.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.checkSet(c.SVIDs)
+		for _, s := range c.SVIDs {
+			if s.Hint != g.ID {
+				continue
+			}
+			leaf := s.Certificates[0]
+			if !leaf.NotAfter.Equal(g.NotAfter) {
+				t.Errorf("at %v: grant SVID ends %v, grant %v", e.clock.Now(), leaf.NotAfter, g.NotAfter)
+			}
+			serials[leaf.SerialNumber.String()] = true
+			served = true
+		}
+		return served
+	}
+	e.clock.Add(500 * time.Millisecond) // minted at .7 of a second
+	if !fetch() {
+		t.Fatal("the grant SVID is not served")
+	}
+	for at := g.NotAfter.Add(-3 * time.Second); at.Before(g.NotAfter); at = at.Add(250 * time.Millisecond) {
+		e.clock.Set(at)
+		if !fetch() {
+			t.Errorf("at %v, before the grant's end %v, the grant SVID is not served", at, g.NotAfter)
+		}
+	}
+	if len(serials) != 1 {
+		t.Errorf("%d grant SVIDs minted over the grant's life, want 1", len(serials))
+	}
+	e.clock.Set(g.NotAfter)
+	if fetch() {
+		t.Error("the grant SVID is still served at the grant's end")
+	}
+}
