@@ -220,7 +220,9 @@ func TestNoPolicyLoaded(t *testing.T) {
 		{"create", func() error { _, _, err := is.Create(ctx, dev, refund(t, dev)); return err }},
 		{"get", func() error { _, err := is.Get(ctx, dev, r.ID); return err }},
 		{"list", func() error { _, _, err := is.List(ctx, dev, issuer.ListInput{}); return err }},
-		{"watch", func() error { return is.Watch(ctx, dev, issuer.ListInput{}, func(*issuer.Request) error { return nil }) }},
+		{"watch", func() error {
+			return is.Watch(ctx, dev, issuer.ListInput{}, func(*issuer.Request) error { return nil })
+		}},
 		{"review", func() error { _, err := is.Review(ctx, alice, r.ID, true, ""); return err }},
 		{"revoke", func() error { _, err := is.Revoke(ctx, dev, r.ID, "", 0); return err }},
 		{"watch revocations", func() error {
@@ -259,19 +261,21 @@ func TestServiceUnauthenticated(t *testing.T) {
 	ctx := context.Background()
 	id := e.create(dev, refund(t, dev)).ID
 	calls := map[string]func() error{
-		"CreateRequest":    func() error { _, err := s.CreateRequest(ctx, &pb.CreateRequestRequest{}); return err },
-		"GetRequest":       func() error { _, err := s.GetRequest(ctx, &pb.GetRequestRequest{Id: id}); return err },
-		"ListRequests":     func() error { _, err := s.ListRequests(ctx, &pb.ListRequestsRequest{}); return err },
-		"ApproveRequest":   func() error { _, err := s.ApproveRequest(ctx, &pb.ReviewRequest{Id: id}); return err },
-		"DenyRequest":      func() error { _, err := s.DenyRequest(ctx, &pb.ReviewRequest{Id: id}); return err },
-		"CancelRequest":    func() error { _, err := s.CancelRequest(ctx, &pb.CancelRequestRequest{Id: id}); return err },
-		"RevokeGrant":      func() error { _, err := s.RevokeGrant(ctx, &pb.RevokeGrantRequest{Id: id}); return err },
-		"AckRevocations":   func() error { _, err := s.AckRevocations(ctx, &pb.AckRevocationsRequest{StreamId: "s"}); return err },
-		"FetchGrant":       func() error { _, err := s.FetchGrant(ctx, &pb.FetchGrantRequest{Id: id}); return err },
-		"ReportUse":        func() error { _, err := s.ReportUse(ctx, &pb.ReportUseRequest{GrantId: id, Uses: 1}); return err },
-		"WatchRequests":    func() error { return s.WatchRequests(&pb.WatchRequestsRequest{}, stream[pb.RequestEvent]{ctx: ctx}) },
-		"ExportAudit":      func() error { return s.ExportAudit(&pb.ExportAuditRequest{}, stream[pb.ExportAuditChunk]{ctx: ctx}) },
-		"WatchRevocations": func() error { return s.WatchRevocations(&pb.WatchRevocationsRequest{}, stream[pb.RevocationEvent]{ctx: ctx}) },
+		"CreateRequest":  func() error { _, err := s.CreateRequest(ctx, &pb.CreateRequestRequest{}); return err },
+		"GetRequest":     func() error { _, err := s.GetRequest(ctx, &pb.GetRequestRequest{Id: id}); return err },
+		"ListRequests":   func() error { _, err := s.ListRequests(ctx, &pb.ListRequestsRequest{}); return err },
+		"ApproveRequest": func() error { _, err := s.ApproveRequest(ctx, &pb.ReviewRequest{Id: id}); return err },
+		"DenyRequest":    func() error { _, err := s.DenyRequest(ctx, &pb.ReviewRequest{Id: id}); return err },
+		"CancelRequest":  func() error { _, err := s.CancelRequest(ctx, &pb.CancelRequestRequest{Id: id}); return err },
+		"RevokeGrant":    func() error { _, err := s.RevokeGrant(ctx, &pb.RevokeGrantRequest{Id: id}); return err },
+		"AckRevocations": func() error { _, err := s.AckRevocations(ctx, &pb.AckRevocationsRequest{StreamId: "s"}); return err },
+		"FetchGrant":     func() error { _, err := s.FetchGrant(ctx, &pb.FetchGrantRequest{Id: id}); return err },
+		"ReportUse":      func() error { _, err := s.ReportUse(ctx, &pb.ReportUseRequest{GrantId: id, Uses: 1}); return err },
+		"WatchRequests":  func() error { return s.WatchRequests(&pb.WatchRequestsRequest{}, stream[pb.RequestEvent]{ctx: ctx}) },
+		"ExportAudit":    func() error { return s.ExportAudit(&pb.ExportAuditRequest{}, stream[pb.ExportAuditChunk]{ctx: ctx}) },
+		"WatchRevocations": func() error {
+			return s.WatchRevocations(&pb.WatchRevocationsRequest{}, stream[pb.RevocationEvent]{ctx: ctx})
+		},
 	}
 	for name, call := range calls {
 		t.Run(name, func(t *testing.T) {
