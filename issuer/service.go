@@ -34,17 +34,16 @@ type Exporter interface {
 // from the verified peer.
 type Service struct {
 	pb.UnimplementedIssuerServer
-	is       *Issuer
-	audit    Exporter
-	policies Policies
-	log      *slog.Logger
+	is    *Issuer
+	audit Exporter
+	log   *slog.Logger
 	// Heartbeat is the longest WatchRevocations stays silent. Default 5s.
 	Heartbeat time.Duration
 }
 
 // NewService returns the API service of is; audit serves ExportAudit.
 func NewService(is *Issuer, audit Exporter) *Service {
-	return &Service{is: is, audit: audit, policies: is.cfg.Policies, log: is.cfg.Logger, Heartbeat: 5 * time.Second}
+	return &Service{is: is, audit: audit, log: is.cfg.Logger, Heartbeat: 5 * time.Second}
 }
 
 // PublicMethods returns the issuer API's methods for verifier.Config: they
