@@ -21,9 +21,8 @@ import (
 // breakGlassPolicy is testPolicy with the admin rule's after-the-fact
 // review needing two people, one from sre and one from security, and the
 // issuer's own ID following revocations.
-var breakGlassPolicy = strings.Replace(strings.Replace(testPolicy, `  revoke_any: [security]
-`, `  revoke_any: [security]
-  watch_revocations: ["spiffe://example.org/jitd"]
+var breakGlassPolicy = strings.Replace(strings.Replace(testPolicy, `  watch_revocations: ["spiffe://example.org/service/ledger"]
+`, `  watch_revocations: ["spiffe://example.org/service/ledger", "spiffe://example.org/jitd"]
 `, 1), `    reason: {required: true}
     approvals:
       - {count: 1, from: [security]}

@@ -102,6 +102,9 @@ func (is *Issuer) Create(ctx context.Context, caller spiffeid.ID, in CreateInput
 	if err := in.Validate(); err != nil {
 		return nil, policy.Decision{}, err
 	}
+	if in.TTL < is.cfg.MinTTL {
+		return nil, policy.Decision{}, fmt.Errorf("%w: ttl: %s is shorter than the minimum of %s", ErrInvalid, in.TTL, is.cfg.MinTTL)
+	}
 	now := is.now()
 	if !in.Start.IsZero() {
 		if in.Start.Before(now.Add(-time.Minute)) {
@@ -109,6 +112,9 @@ func (is *Issuer) Create(ctx context.Context, caller spiffeid.ID, in CreateInput
 		}
 		if in.Start.After(now.Add(is.cfg.MaxStartDelay)) {
 			return nil, policy.Decision{}, fmt.Errorf("%w: start_time: more than %s ahead", ErrInvalid, is.cfg.MaxStartDelay)
+		}
+		if left := in.Start.Add(in.TTL).Sub(now); left < is.cfg.MinTTL {
+			return nil, policy.Decision{}, fmt.Errorf("%w: start_time: %s is in the past, and the grant would end %s from now, less than the minimum ttl of %s", ErrInvalid, in.Start.Format(time.RFC3339), left, is.cfg.MinTTL)
 		}
 	}
 	var csr *x509.CertificateRequest
@@ -187,8 +193,8 @@ func (is *Issuer) Create(ctx context.Context, caller spiffeid.ID, in CreateInput
 // commitNew commits the new request r with rec. An approved request due
 // now is issued in the same commit (one synced write instead of two), its
 // grant.issued entry right after rec, and watchers see both changes in
-// turn; the issued request is returned. If issuing fails, r is stored as
-// approved (the sweeper retries it) and returned with the error.
+// turn; the issued request is returned. If issuing fails, r is stored
+// ended instead (see endUnissuable), and returned with the error.
 func (is *Issuer) commitNew(ctx context.Context, r *Request, rec audit.Record, pub crypto.PublicKey) (*Request, error) {
 	steps, recs := []*Request{r}, []audit.Record{rec}
 	var issueErr error
@@ -196,12 +202,15 @@ func (is *Issuer) commitNew(ctx context.Context, r *Request, rec audit.Record, p
 		next := r.clone()
 		next.Version++
 		irec, err := is.issue(next, pub)
-		if err == nil {
-			next.UpdateTime = is.now()
-			irec.Subject = next.ID
-			steps, recs = append(steps, next), append(recs, irec)
+		if err != nil {
+			next = r.clone()
+			next.Version++
+			irec, issueErr = is.endUnissuable(next, err), err
+			is.cfg.Logger.Warn("issuer: approved request could not be issued; ended", "request", r.ID, "state", next.State, "error", err)
 		}
-		issueErr = err
+		next.UpdateTime = is.now()
+		irec.Subject = next.ID
+		steps, recs = append(steps, next), append(recs, irec)
 	}
 	final := steps[len(steps)-1]
 	if err := is.cfg.Store.Put(ctx, nil, final, recs...); err != nil {
@@ -210,7 +219,7 @@ func (is *Issuer) commitNew(ctx context.Context, r *Request, rec audit.Record, p
 	for i, step := range steps {
 		is.committed(step, recs[i].Action)
 	}
-	if len(steps) > 1 {
+	if len(steps) > 1 && issueErr == nil {
 		is.metrics.issued.Add(1)
 	}
 	return final, issueErr

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/url"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ permissions:
   list_all:   [security]
   revoke_any: [security]
   export_audit: ["spiffe://example.org/auditor"]
+  watch_revocations: ["spiffe://example.org/service/ledger"]
 rules:
   - name: refund
     requesters: ["spiffe://example.org/person/*", "spiffe://example.org/workload/*"]
@@ -75,7 +77,14 @@ var (
 	bob     = spiffeid.RequireFromPath(td, "/person/bob")   // security
 	carol   = spiffeid.RequireFromPath(td, "/person/carol") // sre and security
 	mallory = spiffeid.RequireFromPath(td, "/person/mallory")
+	ledger  = spiffeid.RequireFromPath(td, "/service/ledger") // watch_revocations
 )
+
+// change is one call of issuer.Config.OnChange.
+type change struct {
+	action audit.Action
+	r      *issuer.Request
+}
 
 type env struct {
 	t        *testing.T
@@ -87,6 +96,29 @@ type env struct {
 	store    *issuer.BadgerStore
 	policies *policy.Store
 	is       *issuer.Issuer
+
+	mu      sync.Mutex
+	changes []change // every OnChange call, in order
+}
+
+// onChange records a change; it is every env issuer's Config.OnChange.
+func (e *env) onChange(r *issuer.Request, action audit.Action) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.changes = append(e.changes, change{action: action, r: r})
+}
+
+// changesOf returns the recorded changes of request id.
+func (e *env) changesOf(id string) []change {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []change
+	for _, c := range e.changes {
+		if c.r.ID == id {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // newEnv starts an issuer on a new data directory with testPolicy.
@@ -131,7 +163,7 @@ func (e *env) open() {
 	}
 	e.db, e.log = db, log
 	e.store = issuer.NewBadgerStore(db.DB, log)
-	e.is, err = issuer.New(issuer.Config{CA: e.ca, Store: e.store, Policies: e.policies, ID: jitdID, Clock: e.clock.Now, Logger: quiet()})
+	e.is, err = issuer.New(issuer.Config{CA: e.ca, Store: e.store, Policies: e.policies, ID: jitdID, Clock: e.clock.Now, Logger: quiet(), OnChange: e.onChange})
 	if err != nil {
 		t.Fatal(err)
 	}

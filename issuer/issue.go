@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jitgrant/jitgrant/audit"
@@ -17,27 +18,35 @@ import (
 
 // issueIfDue issues an approved request whose start has come: it becomes
 // ISSUED, valid until start+TTL, and a CSR-based request gets its certificate
-// now. It returns the request as it stands after the attempt (another
-// caller, such as the sweeper, may have issued it first).
+// now. A request that cannot be issued (its end has passed, or its
+// certificate cannot be minted) is ended instead (see endUnissuable), so
+// that nobody retries it forever. It returns the request as it stands after
+// the attempt (another caller, such as the sweeper, may have issued it
+// first).
 func (is *Issuer) issueIfDue(ctx context.Context, known *Request) (*Request, error) {
+	var unissuable error
 	r, err := is.changeFrom(ctx, known, func(r *Request) (audit.Record, error) {
+		unissuable = nil
 		if !issuable(r, is.now()) {
 			return audit.Record{}, errSkip
 		}
-		var pub crypto.PublicKey
-		if r.PublicKey != nil {
-			var err error
-			if pub, err = x509.ParsePKIXPublicKey(r.PublicKey); err != nil {
-				return audit.Record{}, fmt.Errorf("issuer: request %s: stored public key: %w", r.ID, err)
-			}
+		approved := r.clone()
+		rec, err := is.issueStored(r)
+		if err == nil {
+			return rec, nil
 		}
-		return is.issue(r, pub)
+		*r, unissuable = *approved, err
+		return is.endUnissuable(r, err), nil
 	})
 	if errors.Is(err, errSkip) {
 		return r, nil
 	}
 	if err != nil {
 		return nil, err
+	}
+	if unissuable != nil {
+		is.cfg.Logger.Warn("issuer: approved request could not be issued; ended", "request", r.ID, "state", r.State, "error", unissuable)
+		return r, nil
 	}
 	is.metrics.issued.Add(1)
 	return r, nil
@@ -48,16 +57,38 @@ func issuable(r *Request, now time.Time) bool {
 	return r.State == StateApproved && !r.StartTime.After(now)
 }
 
+// issueStored is issue for a stored request, whose CSR's public key is kept
+// in r.PublicKey.
+func (is *Issuer) issueStored(r *Request) (audit.Record, error) {
+	var pub crypto.PublicKey
+	if r.PublicKey != nil {
+		var err error
+		if pub, err = x509.ParsePKIXPublicKey(r.PublicKey); err != nil {
+			return audit.Record{}, fmt.Errorf("issuer: request %s: stored public key: %w", r.ID, err)
+		}
+	}
+	return is.issue(r, pub)
+}
+
 // issue turns r, an issuable request, into an issued grant: valid from its
 // start (now, if it has none) for its TTL, with its certificate minted for
 // pub when the request has a CSR (r.PublicKey, of which pub is the parsed
 // form). It returns the grant.issued record; the caller commits both.
+//
+// The grant ends on a whole second (start+TTL, truncated), the precision of
+// a certificate's NotAfter, so that each of its certificates ends exactly
+// with it: none is left valid for a fraction of the grant's last second,
+// and none has to be minted again for it.
 func (is *Issuer) issue(r *Request, pub crypto.PublicKey) (audit.Record, error) {
+	now := is.now()
 	r.State = StateIssued
 	if r.StartTime.IsZero() {
-		r.StartTime = is.now()
+		r.StartTime = now
 	}
-	r.NotAfter = r.StartTime.Add(r.TTL)
+	r.NotAfter = r.StartTime.Add(r.TTL).Truncate(time.Second)
+	if !r.NotAfter.After(now) {
+		return audit.Record{}, fmt.Errorf("%w: request %s: its grant would have ended at %s, before it could be issued", ErrState, r.ID, r.NotAfter.Format(time.RFC3339))
+	}
 	details := map[string]string{"not_after": r.NotAfter.Format(time.RFC3339)}
 	if r.PublicKey != nil {
 		if pub == nil { // mint would make a key pair of its own
@@ -71,6 +102,7 @@ func (is *Issuer) issue(r *Request, pub crypto.PublicKey) (audit.Record, error) 
 		r.Serial = fmt.Sprintf("%x", svid.Certificates[0].SerialNumber)
 		r.NotAfter = svid.Certificates[0].NotAfter
 		details["serial"] = r.Serial
+		details["not_after"] = r.NotAfter.Format(time.RFC3339)
 	}
 	if r.BreakGlass {
 		details["break_glass"] = "true"
@@ -78,8 +110,34 @@ func (is *Issuer) issue(r *Request, pub crypto.PublicKey) (audit.Record, error) 
 	return record(is.cfg.ID, audit.ActionGrantIssued, details), nil
 }
 
+// endUnissuable ends r, an approved request that could not be issued
+// because of cause, and returns the audit record of its end: EXPIRED when
+// the grant's end has passed, REVOKED by the issuer otherwise, with
+// EndCause EndUnissuable either way. The requester reads the cause in
+// EndReason, unless it is internal (a failure to mint), which only the log
+// and the audit entry tell.
+func (is *Issuer) endUnissuable(r *Request, cause error) audit.Record {
+	why := "the issuer could not mint its certificate (see the issuer's log)"
+	if errors.Is(cause, ErrState) || errors.Is(cause, ErrInvalid) {
+		why = cause.Error()
+		for _, sentinel := range []error{ErrState, ErrInvalid} {
+			why = strings.TrimPrefix(why, sentinel.Error()+": ")
+		}
+	}
+	r.EndedBy, r.EndCause, r.EndReason, r.Missing = is.cfg.ID.String(), EndUnissuable, "not issued: "+why, nil
+	details := map[string]string{"cause": EndUnissuable, "error": cause.Error()}
+	if end := r.grantEnd(); !is.now().Before(end) {
+		r.State = StateExpired
+		details["not_after"] = end.Format(time.RFC3339)
+		return record(is.cfg.ID, audit.ActionGrantExpired, details)
+	}
+	r.State = StateRevoked
+	details["reason"] = r.EndReason
+	return record(is.cfg.ID, audit.ActionGrantRevoked, details)
+}
+
 // mint signs the grant SVID of r for pub (nil: a new key pair), valid from
-// now until r.NotAfter.
+// now until r.NotAfter exactly (or the CA's end, if that comes first).
 func (is *Issuer) mint(r *Request, pub crypto.PublicKey) (*x509svid.SVID, error) {
 	id, err := spiffeid.FromString(r.Requester)
 	if err != nil {
@@ -98,12 +156,11 @@ func (is *Issuer) mint(r *Request, pub crypto.PublicKey) (*x509svid.SVID, error)
 			}
 		}
 	}
-	ttl := r.NotAfter.Sub(is.now())
-	if ttl <= 0 {
+	if !is.now().Before(r.NotAfter) {
 		return nil, fmt.Errorf("%w: request %s: the grant has expired", ErrState, r.ID)
 	}
 	start := time.Now()
-	svid, err := is.cfg.CA.Mint(ca.Request{ID: id, PublicKey: pub, TTL: ttl, Grant: g})
+	svid, err := is.cfg.CA.Mint(ca.Request{ID: id, PublicKey: pub, NotAfter: r.NotAfter, Grant: g})
 	is.metrics.mintSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("issuer: request %s: %w", r.ID, err)
@@ -129,7 +186,8 @@ type Fetched struct {
 }
 
 // Fetch returns the certificate of caller's issued grant. For a CSR-based
-// request it is the certificate minted at issuance. For one made without a
+// request it is the certificate minted at issuance, and only without
+// withKey (FetchGrant: the requester holds the key). For one made without a
 // CSR, and only when withKey is set (the Workload API, which delivers the
 // key over its socket), a new key pair and certificate are made for this
 // fetch, valid until the grant's end.
@@ -151,6 +209,9 @@ func (is *Issuer) Fetch(ctx context.Context, caller spiffeid.ID, id string, with
 	}
 	if r.PublicKey == nil && !withKey {
 		return nil, fmt.Errorf("%w: request %s was made without a CSR: its grant is delivered by the SPIFFE Workload API, not FetchGrant", ErrState, id)
+	}
+	if r.PublicKey != nil && withKey {
+		return nil, fmt.Errorf("%w: request %s was made with a CSR: its key stays with the requester, which fetches its certificate with FetchGrant; the Workload API does not serve it", ErrState, id)
 	}
 	if r.State != StateIssued {
 		return nil, fmt.Errorf("%w: request %s is %s, not ISSUED", ErrState, id, r.State)

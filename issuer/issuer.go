@@ -45,10 +45,18 @@ type Config struct {
 	// MaxStartDelay bounds how far ahead a grant may be scheduled. Default
 	// 7 days.
 	MaxStartDelay time.Duration
+	// MinTTL is the shortest grant a request may ask for: a shorter TTL is
+	// refused (ErrInvalid, naming ttl) and nothing is stored. Default
+	// DefaultMinTTL; tests and demos with short grants set it lower.
+	MinTTL time.Duration
 	// OnChange, if set, is called after every committed change of a
 	// request (for notifications); it must not block.
 	OnChange func(r *Request, action audit.Action)
 }
+
+// DefaultMinTTL is Config.MinTTL's default: a grant shorter than this would
+// spend a good part of its life reaching the workload and the verifiers.
+const DefaultMinTTL = 30 * time.Second
 
 // Issuer runs the request lifecycle. It is safe for concurrent use.
 type Issuer struct {
@@ -88,6 +96,9 @@ func New(cfg Config) (*Issuer, error) {
 	}
 	if cfg.MaxStartDelay <= 0 {
 		cfg.MaxStartDelay = 7 * 24 * time.Hour
+	}
+	if cfg.MinTTL <= 0 {
+		cfg.MinTTL = DefaultMinTTL
 	}
 	is := &Issuer{cfg: cfg, hub: newHub(), revs: newRevocations(), issued: newIssuedIndex(), metrics: newMetrics(), order: newPublishOrder(), done: make(chan struct{})}
 	if err := is.loadRevocations(context.Background()); err != nil {
@@ -129,33 +140,73 @@ func (is *Issuer) change(ctx context.Context, id string, transition func(r *Requ
 // changeFrom is change starting from known, the request as the caller last
 // saw it; a known with Version 0 is read from the store first.
 func (is *Issuer) changeFrom(ctx context.Context, known *Request, transition func(r *Request) (audit.Record, error)) (*Request, error) {
+	return is.changeSteps(ctx, known, func(r *Request, s *steps) error {
+		rec, err := transition(r)
+		if err != nil {
+			return err
+		}
+		s.reqs, s.recs = append(s.reqs, r), append(s.recs, rec) // r is final: no snapshot needed
+		return nil
+	})
+}
+
+// steps collects the steps of one change that writes several audit
+// entries (a review and the conclusion of a break-glass review, a use and
+// the revocation it causes): each step is a snapshot of the request after
+// it and its record.
+type steps struct {
+	reqs []*Request
+	recs []audit.Record
+}
+
+// add records a step: a snapshot of r as it is now, and its record.
+func (s *steps) add(r *Request, rec audit.Record) {
+	s.reqs, s.recs = append(s.reqs, r.clone()), append(s.recs, rec)
+}
+
+// changeSteps applies a transition of one or more steps to the request
+// known (read from the store when its Version is 0, and on every retry)
+// and commits them together in one Put, retrying when another change
+// committed first: the request's version advances by one per step, its
+// audit entries are consecutive, and watchers, metrics and notifications
+// see each step in turn. transition gets a private copy of the current
+// request; an error aborts the change (errSkip without error), and a
+// transition that adds no step changes nothing.
+func (is *Issuer) changeSteps(ctx context.Context, known *Request, transition func(r *Request, s *steps) error) (*Request, error) {
 	id := known.ID
 	for range maxConflictRetries {
 		cur := known
-		if cur == nil || cur.Version == 0 {
+		if cur.Version == 0 {
 			var err error
 			if cur, err = is.cfg.Store.Get(ctx, id); err != nil {
 				return nil, err
 			}
 		}
-		known = nil // a retry reads the store
-		next := cur.clone()
-		rec, err := transition(next)
-		if err != nil {
+		known = &Request{ID: id} // a retry reads the store
+		var s steps
+		if err := transition(cur.clone(), &s); err != nil {
 			return cur, err
 		}
-		next.Version = cur.Version + 1
-		next.UpdateTime = is.now()
-		rec.Subject = next.ID
-		err = is.cfg.Store.Put(ctx, cur, next, rec)
+		if len(s.reqs) == 0 {
+			return cur, errSkip
+		}
+		now := is.now()
+		for i, r := range s.reqs {
+			r.Version, r.UpdateTime = cur.Version+uint64(i)+1, now
+			s.recs[i].Subject = id
+		}
+		last := s.reqs[len(s.reqs)-1]
+		err := is.cfg.Store.Put(ctx, cur, last, s.recs...)
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		is.committed(next, rec.Action)
-		return next, nil
+		for i, r := range s.reqs {
+			is.committed(r, s.recs[i].Action)
+		}
+		return last, nil
 	}
 	return nil, fmt.Errorf("issuer: request %s: %w: too many concurrent changes", id, ErrConflict)
 }
@@ -163,18 +214,21 @@ func (is *Issuer) changeFrom(ctx context.Context, known *Request, transition fun
 // errSkip ends a transition that has nothing to do.
 var errSkip = errors.New("issuer: nothing to do")
 
-// committed tells watchers, metrics and notifications about a change. A
-// report that arrives after a newer one of the same request is dropped
-// (see publishOrder): only the latest state counts.
-func (is *Issuer) committed(r *Request, action audit.Action) {
+// committed tells watchers, metrics and notifications about a change that
+// recorded actions and left r. A report that arrives after a newer one of
+// the same request is dropped (see publishOrder): only the latest state
+// counts.
+func (is *Issuer) committed(r *Request, actions ...audit.Action) {
 	if !is.order.admit(r, is.now()) {
 		return
 	}
 	is.issued.update(r)
 	is.hub.publish(r)
-	is.metrics.observe(r, action)
-	if is.cfg.OnChange != nil {
-		is.cfg.OnChange(r, action)
+	for _, action := range actions {
+		is.metrics.observe(r, action)
+		if is.cfg.OnChange != nil {
+			is.cfg.OnChange(r, action)
+		}
 	}
 	if r.State == StateApproved {
 		is.issueAtStart(r)

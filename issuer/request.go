@@ -45,6 +45,21 @@ func (s State) Final() bool {
 	return false
 }
 
+// Causes of a grant's end: Request.EndCause, and the "cause" detail of the
+// audit entry (grant.expired or grant.revoked) that ends it.
+const (
+	// EndExpired: the grant reached its end.
+	EndExpired = "expired"
+	// EndRevoked: someone revoked the grant (or the approved request).
+	EndRevoked = "revoked"
+	// EndUseLimit: verifiers reported the last use its use limit allows.
+	EndUseLimit = "use_limit"
+	// EndUnissuable: the request was approved but could not be issued (its
+	// end passed first, or its certificate could not be minted). It ends
+	// EXPIRED when its end has passed, REVOKED by the issuer otherwise.
+	EndUnissuable = "unissuable"
+)
+
 // Review is one approver's word on a request.
 type Review struct {
 	Approver string    `json:"approver"`
@@ -89,6 +104,7 @@ type Request struct {
 	CertChain      [][]byte      `json:"cert_chain,omitempty"`
 	EndedBy        string        `json:"ended_by,omitempty"`
 	EndReason      string        `json:"end_reason,omitempty"`
+	EndCause       string        `json:"end_cause,omitempty"` // why a grant ended: one of the End* causes
 	Version        uint64        `json:"version"`
 }
 

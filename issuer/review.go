@@ -75,26 +75,15 @@ func (is *Issuer) Review(ctx context.Context, caller spiffeid.ID, id string, app
 // concludes: the flag clears and ReviewVerdict says how, in an entry of
 // its own (grant.reviewed) committed with the review that concluded it.
 // A concluded review takes no more reviews. A denial with in.Revoke set
-// also revokes the grant if it is still live.
+// also revokes the grant if it is still live. The caller's eligibility is
+// checked before the other arguments.
 func (is *Issuer) ReviewWith(ctx context.Context, caller spiffeid.ID, id string, in ReviewInput) (*ReviewResult, error) {
-	if len(in.Comment) > MaxCommentLength {
-		return nil, fmt.Errorf("%w: comment: %d bytes, at most %d", ErrInvalid, len(in.Comment), MaxCommentLength)
-	}
-	if in.Revoke && in.Approve {
-		return nil, fmt.Errorf("%w: revoke: only a denial revokes", ErrInvalid)
-	}
-	if in.AckWait < 0 || in.AckWait > MaxAckWait {
-		return nil, fmt.Errorf("%w: ack_timeout: %s not in [0, %s]", ErrInvalid, in.AckWait, MaxAckWait)
-	}
 	p, err := is.policy()
 	if err != nil {
 		return nil, err
 	}
 	res := &ReviewResult{Counted: true}
-	r, err := is.changeSteps(ctx, id, func(r *Request, s *steps) error {
-		if r.State != StatePending && !r.BreakGlass {
-			return fmt.Errorf("%w: request %s is %s, not PENDING", ErrState, id, r.State)
-		}
+	r, err := is.changeSteps(ctx, &Request{ID: id}, func(r *Request, s *steps) error {
 		requester, err := spiffeid.FromString(r.Requester)
 		if err != nil {
 			return fmt.Errorf("issuer: request %s: requester: %w", id, err)
@@ -103,6 +92,12 @@ func (is *Issuer) ReviewWith(ctx context.Context, caller spiffeid.ID, id string,
 			is.metrics.reviewsRefused.Add(1)
 			is.metrics.reviews.WithLabelValues(verdictRefused).Inc()
 			return fmt.Errorf("%w: %s may not review request %s: %s", ErrPermission, caller, id, why)
+		}
+		if err := in.check(); err != nil {
+			return err
+		}
+		if r.State != StatePending && !r.BreakGlass {
+			return fmt.Errorf("%w: request %s is %s, not PENDING", ErrState, id, r.State)
 		}
 		if r.BreakGlass && !r.NeedsReview {
 			return fmt.Errorf("%w: the review of break-glass grant %s has concluded (%s); to end the grant, revoke it", ErrState, id, r.ReviewVerdict)
@@ -128,8 +123,8 @@ func (is *Issuer) ReviewWith(ctx context.Context, caller spiffeid.ID, id string,
 			is.reviewAfter(caller, r, prog, in, s, now)
 		}
 		if in.Revoke && (r.State == StateIssued || r.State == StateApproved) {
-			r.State, r.EndedBy, r.EndReason = StateRevoked, caller.String(), in.Comment
-			details := map[string]string{"review": "denied"}
+			r.State, r.EndedBy, r.EndReason, r.EndCause = StateRevoked, caller.String(), in.Comment, EndRevoked
+			details := map[string]string{"review": "denied", "cause": EndRevoked}
 			if in.Comment != "" {
 				details["reason"] = in.Comment
 			}
@@ -170,6 +165,20 @@ func (is *Issuer) ReviewWith(ctx context.Context, caller spiffeid.ID, id string,
 		}
 	}
 	return res, nil
+}
+
+// check checks the review's own arguments.
+func (in ReviewInput) check() error {
+	if len(in.Comment) > MaxCommentLength {
+		return fmt.Errorf("%w: comment: %d bytes, at most %d", ErrInvalid, len(in.Comment), MaxCommentLength)
+	}
+	if in.Revoke && in.Approve {
+		return fmt.Errorf("%w: revoke: only a denial revokes", ErrInvalid)
+	}
+	if in.AckWait < 0 || in.AckWait > MaxAckWait {
+		return fmt.Errorf("%w: ack_timeout: must be a duration in [0s, %s]", ErrInvalid, MaxAckWait)
+	}
+	return nil
 }
 
 // reviewPending applies the latest review of pending request r, whose
@@ -246,57 +255,6 @@ func (is *Issuer) reviewAfter(caller spiffeid.ID, r *Request, prog policy.Progre
 	is.cfg.Logger.Info("issuer: break-glass review concluded", "request", r.ID, "verdict", verdict)
 }
 
-// steps collects the steps of one change that writes several audit
-// entries (a review, the conclusion of a break-glass review, a
-// revocation): each step is a snapshot of the request after it and its
-// record.
-type steps struct {
-	reqs []*Request
-	recs []audit.Record
-}
-
-func (s *steps) add(r *Request, rec audit.Record) {
-	s.reqs, s.recs = append(s.reqs, r.clone()), append(s.recs, rec)
-}
-
-// changeSteps is change for a transition of one or more steps, committed
-// together in one Put: the request's version advances by one per step,
-// its entries are consecutive, and watchers, metrics and notifications see
-// each step in turn. A transition that adds no step changes nothing.
-func (is *Issuer) changeSteps(ctx context.Context, id string, transition func(r *Request, s *steps) error) (*Request, error) {
-	for range maxConflictRetries {
-		cur, err := is.cfg.Store.Get(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		var s steps
-		if err := transition(cur.clone(), &s); err != nil {
-			return cur, err
-		}
-		if len(s.reqs) == 0 {
-			return cur, errSkip
-		}
-		now := is.now()
-		for i, r := range s.reqs {
-			r.Version, r.UpdateTime = cur.Version+uint64(i)+1, now
-			s.recs[i].Subject = id
-		}
-		last := s.reqs[len(s.reqs)-1]
-		err = is.cfg.Store.Put(ctx, cur, last, s.recs...)
-		if errors.Is(err, ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		for i, r := range s.reqs {
-			is.committed(r, s.recs[i].Action)
-		}
-		return last, nil
-	}
-	return nil, fmt.Errorf("issuer: request %s: %w: too many concurrent changes", id, ErrConflict)
-}
-
 // loadUnreviewed fills the gauges of break-glass grants awaiting review
 // from the store at start.
 func (is *Issuer) loadUnreviewed(ctx context.Context) error {
@@ -364,15 +322,10 @@ const MaxAckWait = 10 * time.Second
 
 // Revoke ends an approved or issued grant early. The holder, an approver
 // eligible for the grant's rule, or a caller with the revoke_any permission
-// may revoke it. It then waits up to ackWait for the verifiers following
-// revocations to acknowledge it.
+// may revoke it; the other arguments are checked after that permission. It
+// then waits up to ackWait for the verifiers following revocations to
+// acknowledge it.
 func (is *Issuer) Revoke(ctx context.Context, caller spiffeid.ID, id, reason string, ackWait time.Duration) (*RevokeResult, error) {
-	if len(reason) > MaxCommentLength {
-		return nil, fmt.Errorf("%w: reason: %d bytes, at most %d", ErrInvalid, len(reason), MaxCommentLength)
-	}
-	if ackWait < 0 || ackWait > MaxAckWait {
-		return nil, fmt.Errorf("%w: ack_timeout: %s not in [0, %s]", ErrInvalid, ackWait, MaxAckWait)
-	}
 	p, err := is.policy()
 	if err != nil {
 		return nil, err
@@ -381,11 +334,17 @@ func (is *Issuer) Revoke(ctx context.Context, caller spiffeid.ID, id, reason str
 		if !involved(p, caller, r, policy.RevokeAny) {
 			return audit.Record{}, fmt.Errorf("%w: revoking request %s needs the %s permission, or to be its holder or an approver of rule %q", ErrPermission, id, policy.RevokeAny, r.Rule)
 		}
+		if len(reason) > MaxCommentLength {
+			return audit.Record{}, fmt.Errorf("%w: reason: %d bytes, at most %d", ErrInvalid, len(reason), MaxCommentLength)
+		}
+		if ackWait < 0 || ackWait > MaxAckWait {
+			return audit.Record{}, fmt.Errorf("%w: ack_timeout: must be a duration in [0s, %s]", ErrInvalid, MaxAckWait)
+		}
 		if r.State != StateIssued && r.State != StateApproved {
 			return audit.Record{}, fmt.Errorf("%w: request %s is %s; only an approved or issued grant can be revoked", ErrState, id, r.State)
 		}
-		r.State, r.EndedBy, r.EndReason = StateRevoked, caller.String(), reason
-		details := map[string]string{}
+		r.State, r.EndedBy, r.EndReason, r.EndCause = StateRevoked, caller.String(), reason, EndRevoked
+		details := map[string]string{"cause": EndRevoked}
 		if reason != "" {
 			details["reason"] = reason
 		}

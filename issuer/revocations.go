@@ -177,15 +177,15 @@ const MaxStreamIDLength = 64
 // watch_revocations permission; stream identifies the stream in its
 // AckRevocations calls ("" when the verifier does not acknowledge).
 func (is *Issuer) WatchRevocations(ctx context.Context, caller spiffeid.ID, stream string, heartbeat <-chan time.Time, send func(snapshot bool, rs []Revocation) error) error {
-	if len(stream) > MaxStreamIDLength {
-		return fmt.Errorf("%w: stream_id: %d bytes, at most %d", ErrInvalid, len(stream), MaxStreamIDLength)
-	}
 	p, err := is.policy()
 	if err != nil {
 		return err
 	}
 	if !p.Allowed(policy.WatchRevocations, caller) {
 		return fmt.Errorf("%w: following revocations needs the %s permission", ErrPermission, policy.WatchRevocations)
+	}
+	if len(stream) > MaxStreamIDLength {
+		return fmt.Errorf("%w: stream_id: %d bytes, at most %d", ErrInvalid, len(stream), MaxStreamIDLength)
 	}
 	set, ch := is.revs.follow(is.now(), stream)
 	defer is.revs.unfollow(ch)
@@ -237,12 +237,10 @@ const MaxUsesPerReport = 1 << 20
 
 // ReportUse records uses of a grant reported by a verifier (a caller with
 // the watch_revocations permission) and audits them. When the grant's use
-// limit is reached it is revoked, and every verifier following revocations
-// refuses it from then on.
+// limit is reached it is revoked, in the same commit and with an audit
+// entry of its own (grant.revoked, cause use_limit), and every verifier
+// following revocations refuses it from then on.
 func (is *Issuer) ReportUse(ctx context.Context, caller spiffeid.ID, id string, uses uint32) (UseReport, error) {
-	if uses == 0 || uses > MaxUsesPerReport {
-		return UseReport{}, fmt.Errorf("%w: uses: %d not in [1, %d]", ErrInvalid, uses, MaxUsesPerReport)
-	}
 	p, err := is.policy()
 	if err != nil {
 		return UseReport{}, err
@@ -250,13 +248,19 @@ func (is *Issuer) ReportUse(ctx context.Context, caller spiffeid.ID, id string, 
 	if !p.Allowed(policy.WatchRevocations, caller) {
 		return UseReport{}, fmt.Errorf("%w: reporting uses needs the %s permission", ErrPermission, policy.WatchRevocations)
 	}
+	if !validID(id) {
+		return UseReport{}, fmt.Errorf("%w: grant_id: %q is not a grant ID", ErrInvalid, id)
+	}
+	if uses == 0 || uses > MaxUsesPerReport {
+		return UseReport{}, fmt.Errorf("%w: uses: %d not in [1, %d]", ErrInvalid, uses, MaxUsesPerReport)
+	}
 	var rep UseReport
 	exhaustedNow := false
-	r, err := is.change(ctx, id, func(r *Request) (audit.Record, error) {
+	r, err := is.changeSteps(ctx, &Request{ID: id}, func(r *Request, s *steps) error {
 		switch r.State {
 		case StateIssued, StateRevoked, StateExpired:
 		default:
-			return audit.Record{}, fmt.Errorf("%w: request %s is %s; it has no grant to use", ErrState, id, r.State)
+			return fmt.Errorf("%w: request %s is %s; it has no grant to use", ErrState, id, r.State)
 		}
 		r.Uses = min(r.Uses+uses, 1<<32-1)
 		rep = UseReport{Total: r.Uses, Limit: r.UseLimit}
@@ -265,12 +269,17 @@ func (is *Issuer) ReportUse(ctx context.Context, caller spiffeid.ID, id string, 
 		if r.UseLimit > 0 && r.Uses >= r.UseLimit {
 			rep.Exhausted = true
 			details["exhausted"] = "true"
-			if r.State == StateIssued {
-				r.State, r.EndedBy, r.EndReason = StateRevoked, is.cfg.ID.String(), "use limit reached"
-				exhaustedNow = true
-			}
 		}
-		return record(caller, audit.ActionGrantUsed, details), nil
+		s.add(r, record(caller, audit.ActionGrantUsed, details))
+		if rep.Exhausted && r.State == StateIssued {
+			r.State, r.EndedBy, r.EndReason, r.EndCause = StateRevoked, is.cfg.ID.String(), "use limit reached", EndUseLimit
+			exhaustedNow = true
+			s.add(r, record(is.cfg.ID, audit.ActionGrantRevoked, map[string]string{
+				"cause": EndUseLimit, "reason": r.EndReason, "use_limit": strconv.FormatUint(uint64(r.UseLimit), 10),
+				"not_after": r.NotAfter.Format(time.RFC3339),
+			}))
+		}
+		return nil
 	})
 	if err != nil {
 		return UseReport{}, err
@@ -285,18 +294,18 @@ func (is *Issuer) ReportUse(ctx context.Context, caller spiffeid.ID, id string, 
 // AckRevocations records that the verifier behind stream applied the
 // revocations of ids. The caller needs the watch_revocations permission.
 func (is *Issuer) AckRevocations(caller spiffeid.ID, stream string, ids []string) error {
-	if stream == "" || len(stream) > MaxStreamIDLength {
-		return fmt.Errorf("%w: stream_id: 1 to %d bytes", ErrInvalid, MaxStreamIDLength)
-	}
-	if len(ids) > watcherBuffer {
-		return fmt.Errorf("%w: grant_ids: %d, at most %d", ErrInvalid, len(ids), watcherBuffer)
-	}
 	p, err := is.policy()
 	if err != nil {
 		return err
 	}
 	if !p.Allowed(policy.WatchRevocations, caller) {
 		return fmt.Errorf("%w: acknowledging revocations needs the %s permission", ErrPermission, policy.WatchRevocations)
+	}
+	if stream == "" || len(stream) > MaxStreamIDLength {
+		return fmt.Errorf("%w: stream_id: 1 to %d bytes", ErrInvalid, MaxStreamIDLength)
+	}
+	if len(ids) > watcherBuffer {
+		return fmt.Errorf("%w: grant_ids: %d, at most %d", ErrInvalid, len(ids), watcherBuffer)
 	}
 	is.revs.ack(stream, ids)
 	return nil

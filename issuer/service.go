@@ -34,17 +34,16 @@ type Exporter interface {
 // from the verified peer.
 type Service struct {
 	pb.UnimplementedIssuerServer
-	is       *Issuer
-	audit    Exporter
-	policies Policies
-	log      *slog.Logger
+	is    *Issuer
+	audit Exporter
+	log   *slog.Logger
 	// Heartbeat is the longest WatchRevocations stays silent. Default 5s.
 	Heartbeat time.Duration
 }
 
 // NewService returns the API service of is; audit serves ExportAudit.
 func NewService(is *Issuer, audit Exporter) *Service {
-	return &Service{is: is, audit: audit, policies: is.cfg.Policies, log: is.cfg.Logger, Heartbeat: 5 * time.Second}
+	return &Service{is: is, audit: audit, log: is.cfg.Logger, Heartbeat: 5 * time.Second}
 }
 
 // PublicMethods returns the issuer API's methods for verifier.Config: they
@@ -248,11 +247,11 @@ func (s *Service) RevokeGrant(ctx context.Context, in *pb.RevokeGrantRequest) (*
 		return nil, err
 	}
 	wait := DefaultAckTimeout
-	if in.GetAckTimeout() != nil {
-		if err := in.GetAckTimeout().CheckValid(); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "ack_timeout: %v", err)
+	if d := in.GetAckTimeout(); d != nil {
+		wait = d.AsDuration()
+		if d.CheckValid() != nil {
+			wait = -1 // not a duration: Revoke refuses it, after the caller's permission
 		}
-		wait = in.GetAckTimeout().AsDuration()
 	}
 	res, err := s.is.Revoke(ctx, id, in.GetId(), in.GetReason(), wait)
 	if err != nil {
@@ -325,7 +324,11 @@ func (s *Service) ExportAudit(in *pb.ExportAuditRequest, stream grpc.ServerStrea
 	if err != nil {
 		return err
 	}
-	if !s.policies.Current().Allowed(policy.ExportAudit, id) {
+	p, err := s.is.policy()
+	if err != nil {
+		return s.toStatus(ctx, "ExportAudit", err)
+	}
+	if !p.Allowed(policy.ExportAudit, id) {
 		return s.toStatus(ctx, "ExportAudit", fmt.Errorf("%w: exporting the audit log needs the %s permission", ErrPermission, policy.ExportAudit))
 	}
 	if in.GetTo() != 0 && in.GetTo() < in.GetFrom() {
@@ -378,9 +381,7 @@ func (s *Service) ReportUse(ctx context.Context, in *pb.ReportUseRequest) (*pb.R
 	if err != nil {
 		return nil, err
 	}
-	if err := checkID(in.GetGrantId()); err != nil {
-		return nil, err
-	}
+	// The grant ID and the count are checked after the caller's permission.
 	rep, err := s.is.ReportUse(ctx, id, in.GetGrantId(), in.GetUses())
 	if err != nil {
 		return nil, s.toStatus(ctx, "ReportUse", err)

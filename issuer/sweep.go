@@ -10,8 +10,9 @@ import (
 
 // Sweep processes every request whose deadline has come: a pending request
 // past its review deadline times out, an approved request whose start has
-// come is issued, an issued grant past its end expires. Each move is
-// audited. It returns every error and goes on past them.
+// come is issued (or ended, if it cannot be: see issueIfDue), an issued
+// grant past its end expires. Each move is audited. It returns every error
+// and goes on past them.
 func (is *Issuer) Sweep(ctx context.Context) error {
 	var errs []error
 	seen := map[string]bool{}
@@ -57,8 +58,8 @@ func (is *Issuer) sweepOne(ctx context.Context, r *Request) error {
 			if r.State != StateIssued {
 				return audit.Record{}, errSkip
 			}
-			r.State = StateExpired
-			return record(is.cfg.ID, audit.ActionGrantExpired, map[string]string{"not_after": r.NotAfter.Format(time.RFC3339)}), nil
+			r.State, r.EndCause = StateExpired, EndExpired
+			return record(is.cfg.ID, audit.ActionGrantExpired, map[string]string{"cause": EndExpired, "not_after": r.NotAfter.Format(time.RFC3339)}), nil
 		})
 		return skipOK(err)
 	}

@@ -13,8 +13,9 @@ import (
 // ActiveGrants returns the grants of the workload id that are in force now:
 // its requests in state ISSUED whose end lies after the issuer's clock,
 // oldest first (by creation time, then ID), so that the order is the same on
-// every call. It is what the SPIFFE Workload API server hands out after the
-// workload's identity SVID. Grants the sweeper has not yet marked
+// every call. The SPIFFE Workload API server hands out those made without a
+// CSR after the workload's identity SVID (a CSR grant's key stays with its
+// requester). Grants the sweeper has not yet marked
 // EXPIRED are left out once their end has passed. It answers from the
 // issuer's in-memory index of issued grants, not from the store: a
 // workload's request history, and the deleted index keys Badger keeps until

@@ -142,6 +142,7 @@ func (d *demo) setUp(ctx context.Context) error {
 	d.jitd, err = jitd.Start(ctx, jitd.ServeConfig{
 		Dir: d.data, Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", PolicyPath: policyPath,
 		WorkloadSocket: sock, Logger: d.logger.With("component", "jitd"),
+		MinTTL: time.Second, // the expired-grant step asks for a 2 s grant
 		// Every process of this user is the payments workload: the demo
 		// runs everything in one process.
 		Entries: []attest.EntryConfig{{ID: paymentsID, Selectors: []string{fmt.Sprintf("unix:uid:%d", os.Getuid())}, TTL: "1h"}},

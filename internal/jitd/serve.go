@@ -44,6 +44,9 @@ type ServeConfig struct {
 	Passphrase []byte
 	// MaxTTLCap raises the policy's global TTL cap (default 1h).
 	MaxTTLCap time.Duration
+	// MinTTL is the shortest grant a request may ask for. Default
+	// issuer.DefaultMinTTL (30s); demos and tests with short grants lower it.
+	MinTTL time.Duration
 	// PolicyPoll is how often the policy file is checked. Default 2s.
 	PolicyPoll time.Duration
 	// PolicySettle is how long a changed policy file must stay unchanged
@@ -185,7 +188,7 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	}
 	s.issuer, err = issuer.New(issuer.Config{
 		CA: c, Store: store, Policies: policies, ID: s.id, Clock: cfg.Clock, Logger: cfg.Logger,
-		OnChange: s.notifier.OnChange,
+		OnChange: s.notifier.OnChange, MinTTL: cfg.MinTTL,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
@@ -209,7 +212,8 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	// jitbench's CPU before, 0.7 % after. A request that finds every worker
 	// busy gets its own goroutine, as without workers; 256 covers the
 	// requests in flight at jitbench's 64 to 128 clients.
-	s.grpc = grpc.NewServer(append(append(v.ServerOptions(), s.limits.apiOptions()...), grpc.NumStreamWorkers(streamWorkers))...)
+	apiOpts := append(append(v.ServerOptions(), issuer.DecodeOptions()...), s.limits.apiOptions()...)
+	s.grpc = grpc.NewServer(append(apiOpts, grpc.NumStreamWorkers(streamWorkers))...)
 	pb.RegisterIssuerServer(s.grpc, issuer.NewService(s.issuer, s.log))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)

@@ -27,9 +27,16 @@ type Request struct {
 	// Ed25519, or RSA of at least 2048 bits. Nil makes Mint generate a key
 	// pair of [Config.LeafKeyType] and return its private key in the SVID.
 	PublicKey crypto.PublicKey
-	// TTL is how long the SVID is valid from now; it must be positive. The
-	// SVID never outlives the CA: NotAfter is min(now+TTL, the CA's).
+	// TTL is how long the SVID is valid from now. It must be positive,
+	// unless NotAfter is set and TTL is zero. The SVID never outlives the
+	// CA: its NotAfter is the earliest of now+TTL (when TTL is set),
+	// NotAfter (when set) and the CA's.
 	TTL time.Duration
+	// NotAfter, when not zero, is when the SVID ends at the latest, in the
+	// whole seconds a certificate holds (truncated to the second): a grant
+	// SVID ends exactly with its grant. It must lie a second or more after
+	// the minting time (truncated to the second).
+	NotAfter time.Time
 	// Grant, when not nil, makes a grant SVID: the grant goes into the
 	// non-critical extension [grant.OID]. Nil makes an identity SVID.
 	Grant *grant.Grant
@@ -43,7 +50,8 @@ type Request struct {
 // The leaf is built as an [x509util.Certificate] value (no text template),
 // signed with [x509util.CreateCertificate], re-parsed, and re-checked with
 // every rule of [CheckSVID] plus Mint's own: NotBefore at most [MaxBackdate]
-// before now, NotAfter at most now+TTL, the requested public key, and the
+// before now, NotAfter at most now+TTL and the requested NotAfter, the
+// requested public key, and the
 // grant extension holding exactly the requested grant. The signature itself
 // is not verified a second time: [x509.CreateCertificate] verifies the
 // signature over the bytes it returns with the signer's public key, and
@@ -94,9 +102,18 @@ func (c *CA) Mint(req Request) (*x509svid.SVID, error) {
 	if notBefore.Before(c.notBefore) {
 		notBefore = c.notBefore
 	}
-	notAfter := now.Add(req.TTL)
-	if notAfter.After(c.notAfter) {
-		notAfter = c.notAfter
+	notAfter := c.notAfter
+	if req.TTL > 0 && now.Add(req.TTL).Before(notAfter) {
+		notAfter = now.Add(req.TTL)
+	}
+	if !req.NotAfter.IsZero() {
+		end := req.NotAfter.UTC().Truncate(time.Second)
+		if !end.After(now) {
+			return nil, fmt.Errorf("ca: request: NotAfter %s is not a second after now %s", end.Format(time.RFC3339), now.Format(time.RFC3339))
+		}
+		if end.Before(notAfter) {
+			notAfter = end
+		}
 	}
 
 	tmpl := x509util.Certificate{
@@ -143,7 +160,7 @@ func (c *CA) checkRequest(req Request) error {
 		return fmt.Errorf("ca: request: SPIFFE ID %q has no path: an SVID names a workload, not the trust domain", req.ID)
 	case !req.ID.MemberOf(c.td):
 		return fmt.Errorf("ca: request: SPIFFE ID %q is not in trust domain %q", req.ID, c.td)
-	case req.TTL <= 0:
+	case req.TTL < 0 || (req.TTL == 0 && req.NotAfter.IsZero()):
 		return fmt.Errorf("ca: request: TTL %s is not positive", req.TTL)
 	}
 	if req.PublicKey != nil {
@@ -195,8 +212,10 @@ func (c *CA) recheck(leaf *x509.Certificate, req Request, pub crypto.PublicKey, 
 		return fmt.Errorf("NotBefore %s is more than %s before now %s", leaf.NotBefore, MaxBackdate, now)
 	case leaf.NotBefore.After(now):
 		return fmt.Errorf("NotBefore %s is after now %s", leaf.NotBefore, now)
-	case leaf.NotAfter.After(now.Add(req.TTL)):
+	case req.TTL > 0 && leaf.NotAfter.After(now.Add(req.TTL)):
 		return fmt.Errorf("NotAfter %s is after now+TTL %s", leaf.NotAfter, now.Add(req.TTL))
+	case !req.NotAfter.IsZero() && leaf.NotAfter.After(req.NotAfter):
+		return fmt.Errorf("NotAfter %s is after the requested %s", leaf.NotAfter, req.NotAfter)
 	case leaf.NotAfter.After(c.notAfter):
 		return fmt.Errorf("NotAfter %s is after the CA chain's %s", leaf.NotAfter, c.notAfter)
 	}

@@ -156,6 +156,7 @@ func TestMintValidity(t *testing.T) {
 		name          string
 		now           time.Time
 		ttl           time.Duration
+		notAfter      time.Time
 		wantNotBefore time.Time
 		wantNotAfter  time.Time
 		wantErr       string
@@ -166,13 +167,20 @@ func TestMintValidity(t *testing.T) {
 		{name: "TTL clipped at CA expiry", now: t0.Add(59 * time.Minute), ttl: 5 * time.Minute, wantNotBefore: t0.Add(59*time.Minute - 10*time.Second), wantNotAfter: t0.Add(time.Hour)},
 		{name: "TTL far beyond CA expiry", now: t0, ttl: 100 * 365 * 24 * time.Hour, wantNotBefore: t0.Add(-10 * time.Second), wantNotAfter: t0.Add(time.Hour)},
 		{name: "one second TTL", now: t0, ttl: time.Second, wantNotBefore: t0.Add(-10 * time.Second), wantNotAfter: t0.Add(time.Second)},
+		{name: "NotAfter alone, sub-second clock", now: t0.Add(time.Minute + 700*time.Millisecond), notAfter: t0.Add(3 * time.Minute), wantNotBefore: t0.Add(50 * time.Second), wantNotAfter: t0.Add(3 * time.Minute)},
+		{name: "NotAfter within the second truncated", now: t0.Add(time.Minute + 700*time.Millisecond), notAfter: t0.Add(3*time.Minute + 900*time.Millisecond), wantNotBefore: t0.Add(50 * time.Second), wantNotAfter: t0.Add(3 * time.Minute)},
+		{name: "NotAfter before now+TTL", now: t0.Add(time.Minute + 700*time.Millisecond), ttl: 10 * time.Minute, notAfter: t0.Add(3*time.Minute + 500*time.Millisecond), wantNotBefore: t0.Add(50 * time.Second), wantNotAfter: t0.Add(3 * time.Minute)},
+		{name: "now+TTL before NotAfter", now: t0, ttl: time.Minute, notAfter: t0.Add(3 * time.Minute), wantNotBefore: t0.Add(-10 * time.Second), wantNotAfter: t0.Add(time.Minute)},
+		{name: "NotAfter clipped at CA expiry", now: t0.Add(59 * time.Minute), notAfter: t0.Add(2 * time.Hour), wantNotBefore: t0.Add(59*time.Minute - 10*time.Second), wantNotAfter: t0.Add(time.Hour)},
+		{name: "NotAfter in the last second", now: t0.Add(time.Minute + 300*time.Millisecond), notAfter: t0.Add(time.Minute + 900*time.Millisecond), wantErr: "ca: request: NotAfter 2026-"},
+		{name: "NotAfter passed", now: t0.Add(time.Minute), notAfter: t0, wantErr: "ca: request: NotAfter"},
 		{name: "CA expired", now: t0.Add(time.Hour), ttl: time.Minute, wantErr: "ca: CA chain expired at"},
 		{name: "CA not yet valid", now: t0.Add(-11 * time.Second), ttl: time.Minute, wantErr: "ca: CA chain is not valid before"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := withClock(base, fixedClock(tt.now))
-			svid, err := c.Mint(Request{ID: workload, TTL: tt.ttl, Grant: sampleGrant()})
+			svid, err := c.Mint(Request{ID: workload, TTL: tt.ttl, NotAfter: tt.notAfter, Grant: sampleGrant()})
 			if tt.wantErr != "" {
 				if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
 					t.Fatalf("Mint error %v, want %q", err, tt.wantErr)

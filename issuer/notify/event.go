@@ -24,8 +24,12 @@ const (
 	// KindIssued: a grant was issued (break_glass is set for a break-glass
 	// grant).
 	KindIssued Kind = "issued"
-	// KindRevoked: a grant was revoked.
+	// KindRevoked: a grant was revoked: by someone, on reaching its use
+	// limit, or by the issuer when it could not be issued (see Cause).
 	KindRevoked Kind = "revoked"
+	// KindExpired: a grant reached its end, or its end passed before it
+	// could be issued (see Cause).
+	KindExpired Kind = "expired"
 	// KindBreakGlass: a break-glass request was made; its grant is issued
 	// at once and reviewed afterwards.
 	KindBreakGlass Kind = "break_glass"
@@ -34,7 +38,7 @@ const (
 	KindReviewed Kind = "reviewed"
 )
 
-var kinds = []Kind{KindCreated, KindDecided, KindIssued, KindRevoked, KindBreakGlass, KindReviewed}
+var kinds = []Kind{KindCreated, KindDecided, KindIssued, KindRevoked, KindExpired, KindBreakGlass, KindReviewed}
 
 // Kinds returns every kind, in lifecycle order.
 func Kinds() []Kind { return slices.Clone(kinds) }
@@ -74,6 +78,9 @@ type Event struct {
 	// Verdict is how a break-glass grant's review concluded (reviewed
 	// events): approved or denied.
 	Verdict string `json:"verdict,omitempty"`
+	// Cause is why a grant ended, in revoked and expired events: expired,
+	// revoked, use_limit or unissuable (the issuer.End* causes).
+	Cause string `json:"cause,omitempty"`
 	// Text is a one-line summary in Slack mrkdwn, so that a Slack (or
 	// compatible) incoming webhook URL can be an endpoint as is.
 	Text string `json:"text"`
@@ -94,6 +101,7 @@ type Event struct {
 //	request.canceled, request.timed_out decided
 //	grant.issued                       issued (BreakGlass set for break-glass)
 //	grant.revoked                      revoked
+//	grant.expired                      expired
 //
 // Anything else gives no event. A break-glass request thus gives
 // break_glass when it is made and issued (with BreakGlass) when its grant is,
@@ -119,6 +127,8 @@ func FromChange(r *issuer.Request, action audit.Action) (Event, bool) {
 		kind = KindRevoked
 	case audit.ActionGrantReviewed:
 		kind = KindReviewed
+	case audit.ActionGrantExpired:
+		kind = KindExpired
 	default:
 		return Event{}, false
 	}
@@ -132,6 +142,9 @@ func FromChange(r *issuer.Request, action audit.Action) (Event, bool) {
 		// The denial that concluded the review is the latest review.
 		last := r.Reviews[len(r.Reviews)-1]
 		ev.EndedBy, ev.EndReason = last.Approver, last.Comment
+	}
+	if kind == KindRevoked || kind == KindExpired {
+		ev.Cause = r.EndCause
 	}
 	ev.Text = ev.summary()
 	return ev, true
@@ -202,6 +215,8 @@ func (ev *Event) summary() string {
 		}
 	case KindRevoked:
 		s = fmt.Sprintf(":no_entry_sign: grant %s of %s revoked by %s", id, who, esc(ev.EndedBy))
+	case KindExpired:
+		s = fmt.Sprintf(":stopwatch: grant %s of %s expired", id, who)
 	case KindReviewed:
 		if ev.Verdict == issuer.VerdictApproved {
 			s = fmt.Sprintf(":white_check_mark: break-glass grant %s of %s reviewed: approved by %s", id, who, esc(strings.Join(ev.Approvers, ", ")))
@@ -212,7 +227,7 @@ func (ev *Event) summary() string {
 		s = fmt.Sprintf("jitgrant %s: request %s by %s", esc(string(ev.Kind)), id, who)
 	}
 	switch {
-	case ev.EndReason != "" && (ev.Kind == KindDecided || ev.Kind == KindRevoked || ev.Kind == KindReviewed):
+	case ev.EndReason != "" && (ev.Kind == KindDecided || ev.Kind == KindRevoked || ev.Kind == KindExpired || ev.Kind == KindReviewed):
 		s += " — " + esc(ev.EndReason)
 	case ev.Reason != "" && (ev.Kind == KindCreated || ev.Kind == KindBreakGlass || ev.Kind == KindIssued):
 		s += " — reason: " + esc(ev.Reason)

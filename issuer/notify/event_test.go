@@ -43,11 +43,12 @@ func TestFromChange(t *testing.T) {
 	}
 	scopes := "/bank.v1.Ledger/Refund /bank.v1.Ledger/Get@accounts/1 /bank.v1.Ledger/Get@accounts/2"
 	tests := []struct {
-		name     string
-		r        *issuer.Request
-		action   audit.Action
-		want     notify.Kind // "": no event
-		wantText string
+		name      string
+		r         *issuer.Request
+		action    audit.Action
+		want      notify.Kind // "": no event
+		wantText  string
+		wantCause string
 	}{
 		{
 			name: "created, pending", r: request(issuer.StatePending, nil), action: audit.ActionRequestCreated, want: notify.KindCreated,
@@ -96,9 +97,30 @@ func TestFromChange(t *testing.T) {
 			wantText: ":rotating_light: break-glass grant r01j0000000000000000000000 issued to " + alice + " for /bank.v1.Ledger/Refund until 2030-01-02T04:04:05Z — reason: INC-1",
 		},
 		{
-			name: "revoked", r: request(issuer.StateRevoked, func(r *issuer.Request) { r.EndedBy, r.EndReason = carol, "done" }),
-			action: audit.ActionGrantRevoked, want: notify.KindRevoked,
+			name: "revoked", r: request(issuer.StateRevoked, func(r *issuer.Request) { r.EndedBy, r.EndReason, r.EndCause = carol, "done", issuer.EndRevoked }),
+			action: audit.ActionGrantRevoked, want: notify.KindRevoked, wantCause: issuer.EndRevoked,
 			wantText: ":no_entry_sign: grant r01j0000000000000000000000 of " + alice + " revoked by " + carol + " — done",
+		},
+		{
+			name: "use limit reached",
+			r: request(issuer.StateRevoked, func(r *issuer.Request) {
+				r.EndedBy, r.EndReason, r.EndCause = "spiffe://example.org/jitd", "use limit reached", issuer.EndUseLimit
+			}),
+			action: audit.ActionGrantRevoked, want: notify.KindRevoked, wantCause: issuer.EndUseLimit,
+			wantText: ":no_entry_sign: grant r01j0000000000000000000000 of " + alice + " revoked by spiffe://example.org/jitd — use limit reached",
+		},
+		{
+			name: "grant expired", r: request(issuer.StateExpired, func(r *issuer.Request) { r.EndCause = issuer.EndExpired }),
+			action: audit.ActionGrantExpired, want: notify.KindExpired, wantCause: issuer.EndExpired,
+			wantText: ":stopwatch: grant r01j0000000000000000000000 of " + alice + " expired",
+		},
+		{
+			name: "not issued before its end",
+			r: request(issuer.StateExpired, func(r *issuer.Request) {
+				r.EndedBy, r.EndReason, r.EndCause = "spiffe://example.org/jitd", "not issued: its end came first", issuer.EndUnissuable
+			}),
+			action: audit.ActionGrantExpired, want: notify.KindExpired, wantCause: issuer.EndUnissuable,
+			wantText: ":stopwatch: grant r01j0000000000000000000000 of " + alice + " expired — not issued: its end came first",
 		},
 		{
 			name: "reason cannot ping or link", r: request(issuer.StatePending, func(r *issuer.Request) { r.Reason = "<!channel> see <https://evil|docs> & co\tnow" }),
@@ -126,7 +148,6 @@ func TestFromChange(t *testing.T) {
 		{name: "break-glass review", r: request(issuer.StateIssued, func(r *issuer.Request) { r.BreakGlass = true }), action: audit.ActionRequestApproved},
 		{name: "break-glass denial", r: request(issuer.StateRevoked, func(r *issuer.Request) { r.BreakGlass = true }), action: audit.ActionRequestDenied},
 		{name: "grant used", r: request(issuer.StateIssued, nil), action: audit.ActionGrantUsed},
-		{name: "grant expired", r: request(issuer.StateExpired, nil), action: audit.ActionGrantExpired},
 		{name: "grant fetched", r: request(issuer.StateIssued, nil), action: audit.ActionGrantFetched},
 		{name: "policy loaded", r: &issuer.Request{}, action: audit.ActionPolicyLoaded},
 	}
@@ -139,8 +160,8 @@ func TestFromChange(t *testing.T) {
 			if !ok {
 				return
 			}
-			if ev.Kind != tt.want || ev.Text != tt.wantText {
-				t.Errorf("FromChange = %s %q\nwant %s %q", ev.Kind, ev.Text, tt.want, tt.wantText)
+			if ev.Kind != tt.want || ev.Text != tt.wantText || ev.Cause != tt.wantCause {
+				t.Errorf("FromChange = %s %q cause %q\nwant %s %q cause %q", ev.Kind, ev.Text, ev.Cause, tt.want, tt.wantText, tt.wantCause)
 			}
 			if len(ev.ID) != 26 || !ev.Time.Equal(t0) || ev.RequestID != tt.r.ID || ev.State != string(tt.r.State) || ev.BreakGlass != tt.r.BreakGlass {
 				t.Errorf("FromChange = %+v: wrong ID, Time, RequestID, State or BreakGlass", ev)

@@ -18,10 +18,15 @@
 //
 // A FetchX509SVID message holds, in order, one identity SVID per matching
 // entry (the first entry's is the default SVID, which clients that take one
-// SVID use), then one SVID per active grant of the first entry's SPIFFE ID.
-// Identity SVIDs have an empty hint; a grant SVID's hint is its grant ID, so
-// hints are unique and a client picks a grant with verifier.PickHint. A grant
-// SVID carries the grant extension (package grant) and ends with the grant.
+// SVID use), then one SVID per active grant of the first entry's SPIFFE ID
+// that was requested without a CSR. A grant requested with a CSR is never
+// served here: its key stays with the requester, which fetches the
+// certificate with the issuer API's FetchGrant. Identity SVIDs have an empty
+// hint; a grant SVID's hint is its grant ID, so hints are unique and a client
+// picks a grant with verifier.PickHint. A grant SVID carries the grant
+// extension (package grant) and ends exactly with the grant. A grant SVID
+// that cannot be minted is left out of the message (and logged), never
+// failing it: the identity SVIDs and the other grants are always sent.
 //
 // A new message is pushed on an open stream when the set changes: a request
 // of the default SPIFFE ID is issued, revoked or expires (the issuer's

@@ -85,6 +85,13 @@ func uidEntries(t testing.TB, uid int) attest.Entries {
 // callers of uid.
 func newEnv(t testing.TB, uid int) *env {
 	t.Helper()
+	return newEnvWith(t, uid, nil)
+}
+
+// newEnvWith is newEnv with seed, when not nil, called on the store before
+// the issuer starts over it, at the clock's time.
+func newEnvWith(t testing.TB, uid int, seed func(issuer.Store, time.Time)) *env {
+	t.Helper()
 	e := &env{t: t, clock: fakeclock.New(time.Now().UTC())}
 	var err error
 	if e.ca, err = ca.Generate(ca.Config{TrustDomain: td, Clock: e.clock.Now}); err != nil {
@@ -114,7 +121,11 @@ func newEnv(t testing.TB, uid int) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { log.Close(); db.Close() })
-	e.is, err = issuer.New(issuer.Config{CA: e.ca, Store: issuer.NewBadgerStore(db.DB, log), Policies: policy.NewStore(p), ID: jitdID, Clock: e.clock.Now, Logger: quiet()})
+	store := issuer.NewBadgerStore(db.DB, log)
+	if seed != nil {
+		seed(store, e.clock.Now())
+	}
+	e.is, err = issuer.New(issuer.Config{CA: e.ca, Store: store, Policies: policy.NewStore(p), ID: jitdID, Clock: e.clock.Now, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,9 +70,9 @@ func (s *Server) jwtResponse(ctx context.Context, p attest.PeerInfo, entries []a
 			}
 			g := &grant.Grant{ID: r.ID, Scopes: r.Scopes, UseLimit: r.UseLimit}
 			tok, _, err := s.cfg.JWT.Mint(jwtsvid.Request{ID: id, Audience: aud, TTL: ttl, NotAfter: r.NotAfter, Grant: g})
-			if err != nil {
-				s.cfg.Logger.Error("wlapi: minting a grant token", "grant", r.ID, "err", err)
-				return nil, status.Error(codes.Internal, "wlapi: could not mint a grant JWT-SVID")
+			if err != nil { // left out: one grant never fails the response
+				s.cfg.Logger.Error("wlapi: minting a grant token; the grant is left out", "grant", r.ID, "err", err)
+				continue
 			}
 			resp.Svids = append(resp.Svids, &workload.JWTSVID{SpiffeId: id.String(), Svid: tok, Hint: r.ID})
 		}

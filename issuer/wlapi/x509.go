@@ -22,6 +22,10 @@ import (
 // minWait is the shortest a stream sleeps before looking at the clock again.
 const minWait = time.Millisecond
 
+// grantRetry is how soon a stream tries again after a grant SVID failed to
+// mint, or the grants could not be listed.
+const grantRetry = 5 * time.Second
+
 // FetchX509SVID implements workload.SpiffeWorkloadAPIServer: the caller's
 // identity SVIDs, then its grant SVIDs, pushed again whenever the set
 // changes (see the package doc).
@@ -111,11 +115,14 @@ func (s *Server) x509Set(ctx context.Context, entries []attest.Entry) ([]*svid, 
 	}
 	id := entries[0].ID
 	grants, err := s.cfg.Issuer.ActiveGrants(ctx, id)
-	if err != nil {
-		s.cfg.Logger.Error("wlapi: listing grants", "id", id, "err", err)
-		return nil, next, status.Error(codes.Unavailable, "wlapi: could not read grants")
+	if err != nil { // the identities are served all the same
+		s.cfg.Logger.Error("wlapi: listing grants; none is sent", "id", id, "err", err)
+		soonest(now.Add(grantRetry))
 	}
 	for _, r := range grants {
+		if r.PublicKey != nil {
+			continue // requested with a CSR: its key stays with the requester
+		}
 		if !now.Before(grantEnd(r)) {
 			continue // ended by our clock, before the sweeper marked it
 		}
@@ -124,8 +131,11 @@ func (s *Server) x509Set(ctx context.Context, entries []attest.Entry) ([]*svid, 
 			continue // revoked or ended since the listing: the change feed tells the stream
 		}
 		if err != nil {
-			s.cfg.Logger.Error("wlapi: minting a grant SVID", "id", id, "grant", r.ID, "err", err)
-			return nil, next, status.Error(codes.Internal, "wlapi: could not mint a grant SVID")
+			// One grant that cannot be served leaves the others and the
+			// identities served; the stream tries again a little later.
+			s.cfg.Logger.Error("wlapi: minting a grant SVID; the grant is left out", "id", id, "grant", r.ID, "err", err)
+			soonest(now.Add(grantRetry))
+			continue
 		}
 		if !now.Before(sv.notAfter) {
 			continue // the CA's own end came first
@@ -174,8 +184,11 @@ func (s *Server) mintGrant(ctx context.Context, id spiffeid.ID, r *issuer.Reques
 }
 
 // grantEnd is when a grant's SVID stops being sent: the grant's end in the
-// whole seconds a certificate's NotAfter holds, so that the sub-second tail
-// of a grant does not mint a certificate already expired.
+// whole seconds a certificate's NotAfter holds (the issuer issues grants
+// that end on a whole second; a grant stored before it did may not), so
+// that the sub-second tail of a grant does not mint a certificate already
+// expired. Its SVID ends then too, so that it is never minted again within
+// the grant.
 func grantEnd(r *issuer.Request) time.Time { return r.NotAfter.Truncate(time.Second) }
 
 func (s *Server) x509Response(set []*svid) *workload.X509SVIDResponse {
