@@ -20,6 +20,10 @@ import (
 // child process: it appends to the log in that directory until killed.
 const crashChildEnv = "JITGRANT_AUDIT_CRASH_CHILD"
 
+// TestCrashRecovery kills a child process mid-append and checks that the
+// reopened log holds every append the child saw acknowledged, and verifies.
+// It tests recovery from a process crash only: SIGKILL leaves the page cache
+// intact, so it cannot see a missing fsync; TestAppendIsSynced does.
 func TestCrashRecovery(t *testing.T) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
 		crashChild(t, dir)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -176,12 +177,24 @@ func TestParserAgreesWithEncodingJSON(t *testing.T) {
 	}
 }
 
+// FuzzParseExport checks the parser's invariants on any input:
+//
+//   - input that does not parse fails with a *ParseError naming a line;
+//   - input that parses re-encodes (Export.WriteTo) to bytes that parse to
+//     the same Export, re-encode byte for byte the same, and verify exactly
+//     as the input did: the encoding loses nothing Verify looks at;
+//   - an export as Log.Export wrote it (the real seeds, unmodified)
+//     re-encodes byte for byte to itself, and verifies.
 func FuzzParseExport(f *testing.F) {
 	// The seed corpus lives in testdata/fuzz/FuzzParseExport: real exports
 	// (written by TestWriteFuzzSeeds) and broken variants.
 	f.Add([]byte(okHeader + "\n" + okEntry + "\n" + okCP + "\n"))
-	signer, verifier := testKeys(f, "example.org/audit", 1)
-	_ = signer
+	_, verifier := testKeys(f, "example.org/audit", 1)
+	real := map[string]bool{}
+	for _, data := range realExports(f) {
+		f.Add(data)
+		real[string(data)] = true
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ex, err := ParseExport(bytes.NewReader(data))
 		if err != nil {
@@ -189,26 +202,64 @@ func FuzzParseExport(f *testing.F) {
 			if !errors.As(err, &pe) || pe.Line < 1 {
 				t.Fatalf("error %v is not a *ParseError with a line", err)
 			}
+			if real[string(data)] {
+				t.Fatalf("a real export does not parse: %v", err)
+			}
 			return
 		}
-		// Whatever parses must verify or fail cleanly, and must encode.
-		_, _ = Verify(ex, verifier, nil)
+		_, verr := Verify(ex, verifier, nil)
+		var enc bytes.Buffer
+		if _, err := ex.WriteTo(&enc); err != nil {
+			t.Fatalf("WriteTo: %v", err)
+		}
+		ex2, err := ParseExport(bytes.NewReader(enc.Bytes()))
+		if err != nil {
+			t.Fatalf("the re-encoded export does not parse: %v\n%s", err, enc.Bytes())
+		}
+		if !reflect.DeepEqual(ex, ex2) {
+			t.Fatalf("the re-encoded export parses differently:\n%+v\n%+v", ex, ex2)
+		}
+		var enc2 bytes.Buffer
+		if _, err := ex2.WriteTo(&enc2); err != nil {
+			t.Fatalf("WriteTo: %v", err)
+		}
+		if !bytes.Equal(enc.Bytes(), enc2.Bytes()) {
+			t.Fatalf("encoding is not stable:\n%s\n%s", enc.Bytes(), enc2.Bytes())
+		}
+		if _, verr2 := Verify(ex2, verifier, nil); fmt.Sprint(verr) != fmt.Sprint(verr2) {
+			t.Fatalf("Verify says %v of the input but %v of its re-encoding", verr, verr2)
+		}
+		if real[string(data)] {
+			if verr != nil {
+				t.Fatalf("Verify refuses a real export: %v", verr)
+			}
+			if !bytes.Equal(enc.Bytes(), data) {
+				t.Fatalf("a real export does not re-encode to itself:\n%s\n%s", data, enc.Bytes())
+			}
+		}
 		for i := range ex.Entries {
 			_ = ex.Entries[i].AppendCanonical(nil)
 		}
 	})
 }
 
-// TestWriteFuzzSeeds regenerates the fuzz seed corpus from real exports when
-// run with -update.
-func TestWriteFuzzSeeds(t *testing.T) {
-	if !*update {
-		t.Skip("run with -update to regenerate testdata/fuzz/FuzzParseExport")
-	}
+// realExports returns exports as Log.Export writes them: a whole log with
+// checkpoints, and a range from its middle. They are deterministic (fixed
+// keys, a fake clock), so the corpus files made from them stay the same.
+func realExports(t testing.TB) map[string][]byte {
+	t.Helper()
 	l := newTestLog(t, func(c *Config) { c.CheckpointEvery = 3 })
 	appendN(t, l.Log, 0, 7)
 	_, full := export(t, l.Log, 0, 100)
 	_, part := export(t, l.Log, 3, 6)
+	return map[string][]byte{"full": full, "range": part}
+}
+
+// TestWriteFuzzSeeds checks the fuzz seed corpus against real exports, and
+// regenerates it when run with -update.
+func TestWriteFuzzSeeds(t *testing.T) {
+	real := realExports(t)
+	full, part := real["full"], real["range"]
 	seeds := map[string][]byte{
 		"full":        full,
 		"range":       part,
@@ -224,8 +275,15 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	}
 	for name, data := range seeds {
 		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
+		path := filepath.Join(dir, name)
+		if *update {
+			if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if got, err := os.ReadFile(path); err != nil || string(got) != body {
+			t.Errorf("%s is not the seed a real export makes (%v); run with -update", path, err)
 		}
 	}
 }

@@ -60,6 +60,7 @@ type demo struct {
 	jitd    *jitd.Server
 	ledger  *ledgerserver.Server
 	client  *access.Client
+	sock    string // the Workload API's socket
 	logs    *syncbuf.Buffer
 	logger  *slog.Logger
 	closers []func()
@@ -139,6 +140,7 @@ func (d *demo) setUp(ctx context.Context) error {
 	d.n.say("jitd enroll: alice (SRE), bob (security) and the ledger service")
 
 	sock := filepath.Join(dir, "workload.sock")
+	d.sock = sock
 	d.jitd, err = jitd.Start(ctx, jitd.ServeConfig{
 		Dir: d.data, Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0", PolicyPath: policyPath,
 		WorkloadSocket: sock, Logger: d.logger.With("component", "jitd"),

@@ -13,6 +13,7 @@ import (
 	"github.com/jitgrant/jitgrant/examples/workload/access"
 	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -259,26 +260,58 @@ func (d *demo) oneShot(ctx context.Context) error {
 	return d.wantRefused(err, "use limit reached", "grant revoked")
 }
 
+// expiredTTL is the life asked for the grant of the expired step: long
+// enough that the first call is made well within it on a loaded machine (the
+// certificate's NotAfter is whole seconds, so its real life is up to a
+// second shorter), short enough not to make the demo wait long.
+const expiredTTL = 5 * time.Second
+
+// expiryMargin is how long after the certificate's NotAfter the step makes
+// its second call.
+const expiryMargin = time.Second
+
 func (d *demo) expired(ctx context.Context) error {
-	req, conn, err := d.autoBalance(ctx, 2*time.Second, "a very short look", 0)
+	req, conn, err := d.autoBalance(ctx, expiredTTL, "a very short look", 0)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	// Wait on the certificate the connection presents, whatever TTL the
+	// issuer granted, not on a fixed sleep.
+	notAfter, err := d.grantNotAfter(ctx, req.GetId())
+	if err != nil {
+		return err
+	}
 	ledger := bankv1.NewLedgerClient(conn)
 	if _, err := ledger.GetBalance(ctx, &bankv1.GetBalanceRequest{Account: account}); err != nil {
 		return err
 	}
 	d.n.saw("GetBalance works while the grant lasts")
-	notAfter := req.GetNotAfter().AsTime()
-	d.n.say("waiting for the grant to expire at %s, keeping the TLS connection open...", notAfter.Format(time.TimeOnly))
+	d.n.say("waiting for the grant certificate to expire at %s, keeping the TLS connection open...", notAfter.Format(time.TimeOnly))
+	t := time.NewTimer(time.Until(notAfter) + expiryMargin)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-time.After(time.Until(notAfter) + 100*time.Millisecond):
+	case <-t.C:
 	}
 	_, err = ledger.GetBalance(ctx, &bankv1.GetBalanceRequest{Account: account})
 	return d.wantRefused(err, "grant expired")
+}
+
+// grantNotAfter returns the NotAfter of the grant SVID of grantID, as the
+// Workload API delivers it.
+func (d *demo) grantNotAfter(ctx context.Context, grantID string) (time.Time, error) {
+	svids, err := workloadapi.FetchX509SVIDs(ctx, workloadapi.WithAddr("unix://"+d.sock))
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, s := range svids {
+		if s.Hint == grantID {
+			return s.Certificates[0].NotAfter, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%w: the Workload API has no SVID for grant %s", errUnexpected, grantID)
 }
 
 func (d *demo) auditVerified(ctx context.Context) error {

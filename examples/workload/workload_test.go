@@ -19,6 +19,8 @@ import (
 	"github.com/jitgrant/jitgrant/issuer/attest"
 	"github.com/jitgrant/jitgrant/issuer/ca"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // The policy auto-approves the payments workload's refunds on accounts/*.
@@ -127,16 +129,28 @@ func TestWorkloadRefund(t *testing.T) {
 	other := cfg
 	other.account = "accounts/7"
 	out.Reset()
-	if err := run(ctx, other); err == nil || !strings.Contains(err.Error(), "PermissionDenied") {
-		t.Errorf("refund on accounts/7 with a grant for accounts/42: %v, want PermissionDenied", err)
+	// Each refusal is checked for who refused and why: the ledger's
+	// verifier for a resource outside the grant, the issuer's policy for a
+	// method no rule allows.
+	denials := []struct {
+		name     string
+		cfg      config
+		wantCode codes.Code
+		wantMsg  string
+	}{
+		{"refund on accounts/7 with a grant for accounts/42", other, codes.PermissionDenied, "jitgrant: resource not granted for /bank.v1.Ledger/Refund"},
+		// Policy has no rule for transfers: the request is not created.
+		{"transfer outside policy", func() config {
+			c := cfg
+			c.call, c.scopes, c.to = "transfer", nil, "accounts/7"
+			return c
+		}(), codes.PermissionDenied, "no policy rule allows this request"},
 	}
-	// Policy has no rule for transfers: the request is not issued.
-	transfer := cfg
-	transfer.call, transfer.scopes, transfer.to = "transfer", nil, "accounts/7"
-	if err := run(ctx, transfer); err == nil {
-		t.Error("a transfer outside policy succeeded")
-	} else {
-		t.Logf("transfer outside policy: %v", err)
+	for _, d := range denials {
+		err := run(ctx, d.cfg)
+		if s, _ := status.FromError(err); err == nil || status.Code(err) != d.wantCode || !strings.Contains(s.Message(), d.wantMsg) {
+			t.Errorf("%s: %v, want %v with %q", d.name, err, d.wantCode, d.wantMsg)
+		}
 	}
 	if got := ledger.Ledger.Balance("accounts/7"); got != 0 {
 		t.Errorf("balance of accounts/7 = %d, want 0", got)

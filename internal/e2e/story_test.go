@@ -80,12 +80,10 @@ func TestStory(t *testing.T) {
 	if got, err := callLedger(cc, mRefund, "accounts/1"); err != nil || got != id {
 		t.Fatalf("Refund accounts/1 with the grant: %q, %v", got, err)
 	}
-	if _, err := callLedger(cc, mTransfer, "accounts/1"); status.Code(err) != codes.PermissionDenied {
-		t.Errorf("Transfer with a Refund grant: %v, want PermissionDenied", err)
-	}
-	if _, err := callLedger(cc, mRefund, "cards/1"); status.Code(err) != codes.PermissionDenied {
-		t.Errorf("Refund on cards/1 with an accounts/* grant: %v, want PermissionDenied", err)
-	}
+	_, err := callLedger(cc, mTransfer, "accounts/1")
+	wantDenied(t, "Transfer with a Refund grant", err, "jitgrant: no grant for "+mTransfer)
+	_, err = callLedger(cc, mRefund, "cards/1")
+	wantDenied(t, "Refund on cards/1 with an accounts/* grant", err, "jitgrant: resource not granted for "+mRefund)
 
 	// request --wait: waits through both approvals, then fetches.
 	waitDir := filepath.Join(t.TempDir(), "waited")
@@ -131,9 +129,8 @@ func TestStory(t *testing.T) {
 		t.Errorf("show after the TTL:\n%s", shown)
 	}
 	e.wantState(dev, id2, pb.State_STATE_EXPIRED)
-	if _, err := callLedger(cc, mRefund, "accounts/1"); status.Code(err) != codes.PermissionDenied {
-		t.Errorf("Refund with an expired grant: %v, want PermissionDenied", err)
-	}
+	_, err = callLedger(cc, mRefund, "accounts/1")
+	wantDenied(t, "Refund with an expired grant", err, "jitgrant: grant expired")
 	e.fails(dev, []string{"fetch", id, "--out", dir}, "jitctl: FailedPrecondition: ", "not ISSUED")
 
 	// Every step is in the audit log, which verifies.
@@ -151,5 +148,14 @@ func TestStory(t *testing.T) {
 	}
 	if seen["request.created"] != 1 || seen["request.approved"] != 2 || seen["grant.issued"] != 1 {
 		t.Errorf("audit entries for %s: %v", id, seen)
+	}
+}
+
+// wantDenied checks that err is the verifier's PermissionDenied with
+// message msg: the code alone does not say which check refused.
+func wantDenied(t *testing.T, what string, err error, msg string) {
+	t.Helper()
+	if s := status.Convert(err); s.Code() != codes.PermissionDenied || s.Message() != msg {
+		t.Errorf("%s: %v, want PermissionDenied %q", what, err, msg)
 	}
 }

@@ -2,8 +2,14 @@ package notify_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/jitgrant/jitgrant/issuer"
@@ -27,26 +33,60 @@ func ExampleVerify() {
 	// notify: invalid webhook signature: no v1 signature matches (wrong secret or altered body)
 }
 
-// jitd builds the notifier from its configuration, audits through its
-// store, and hands the issuer the notifier's OnChange.
+// jitd builds the notifier from its configuration and hands the issuer the
+// notifier's OnChange. Here the endpoint is a local receiver that checks
+// each delivery's signature before it trusts the event.
 func ExampleNew() {
-	var store *issuer.BadgerStore // opened earlier
+	secret := []byte("the endpoint's secret, 16+ bytes")
+	dir, err := os.MkdirTemp("", "notify-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	secretFile := filepath.Join(dir, "webhook.key") // e.g. /etc/jitd/webhook.key
+	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
+		log.Fatal(err)
+	}
+
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := notify.Verify(secret, body, r.Header.Get("X-Jitgrant-Signature"), time.Now(), 0); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var ev notify.Event
+		if err := json.Unmarshal(body, &ev); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Println("received", ev.Kind, ev.RequestID, "by", ev.EndedBy)
+	}))
+	defer receiver.Close()
+
 	n, err := notify.New(notify.Config{
 		Endpoints: []notify.Endpoint{{
-			Name: "security", URL: "https://hooks.example.com/jitgrant",
-			SecretFile: "/etc/jitd/webhook.key", Events: []string{"break_glass", "revoked"},
+			Name: "security", URL: receiver.URL, // https://hooks.example.com/jitgrant in production
+			SecretFile: secretFile, Events: []string{"break_glass", "revoked"},
 		}},
-		Audit: store.Audit,
+		// Audit: the store's audit append, to record events given up on.
 		Actor: "spiffe://example.org/jitd",
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		n.Close(ctx) // deliver what is queued, for up to 10s
-	}()
-	_ = issuer.Config{Store: store, OnChange: n.OnChange /* , CA, Policies, ID... */}
+	_ = issuer.Config{OnChange: n.OnChange /* , Store, CA, Policies, ID... */}
 	// registry.MustRegister(n.Collector())
+
+	// What the issuer's OnChange reports, the notifier turns into events;
+	// an endpoint gets only the kinds it asked for.
+	n.Notify(notify.Event{Kind: notify.KindCreated, RequestID: "req-7f3a"})
+	n.Notify(notify.Event{Kind: notify.KindRevoked, RequestID: "req-7f3a", EndedBy: "spiffe://example.org/person/alice"})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Close(ctx); err != nil { // delivers what is queued, for up to 10s
+		log.Fatal(err)
+	}
+	// Output:
+	// received revoked req-7f3a by spiffe://example.org/person/alice
 }
