@@ -19,7 +19,6 @@ import (
 	"github.com/jitgrant/jitgrant/issuer/attest"
 	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
 	"github.com/jitgrant/jitgrant/verifier"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc"
@@ -128,18 +127,7 @@ func TestJitdWorkloadAPI(t *testing.T) {
 	// The workload calls a protected service with the grant, through the
 	// Workload API, as a workload would.
 	ledger := e.startLedger()
-	opts, source, err := verifier.WorkloadDialOptions(ctx, id, tlsconfig.AuthorizeID(spiffeid.RequireFromString(ledgerID)),
-		workloadapi.WithClientOptions(workloadapi.WithAddr("unix://"+sock)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer source.Close()
-	lcc, err := grpc.NewClient(ledger, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lcc.Close()
-	if got, err := callLedger(lcc, mBalance, ""); err != nil || got != id {
+	if got, err := callWithWorkloadGrant(t, ctx, "unix://"+sock, ledger, id); err != nil || got != id {
 		t.Fatalf("ledger call with the grant from the Workload API: %q, %v", got, err)
 	}
 

@@ -13,6 +13,7 @@ import (
 	"github.com/jitgrant/jitgrant/internal/jitctl"
 	"github.com/jitgrant/jitgrant/internal/jitd"
 	"github.com/jitgrant/jitgrant/issuer/attest"
+	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
 	"github.com/jitgrant/jitgrant/verifier"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -20,8 +21,9 @@ import (
 	"google.golang.org/grpc"
 )
 
-// workloadEnv is a jitd serving its Workload API on a socket, with one
-// entry for selectors, and SPIFFE_ENDPOINT_SOCKET pointing at it.
+// workloadEnv is a jitd under workloadPolicy serving its Workload API on a
+// socket, with one entry, spiffe://example.org/workload/test, for
+// selectors. It returns the socket's address (unix://...).
 func workloadEnv(t *testing.T, selectors ...string) (*env, string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -35,8 +37,24 @@ func workloadEnv(t *testing.T, selectors ...string) (*env, string) {
 		c.Entries = []attest.EntryConfig{{ID: "spiffe://example.org/workload/test", Selectors: selectors, TTL: "1h"}}
 		c.Clock = time.Now // the Workload API's certificates meet go-spiffe's real-time checks
 	})
-	t.Setenv(jitctl.EnvWorkloadAPI, "unix://"+sock)
 	return e, "unix://" + sock
+}
+
+// issuerClient connects to e's issuer API with the identity SVID that the
+// Workload API at addr serves the test process.
+func issuerClient(t *testing.T, ctx context.Context, client *workloadapi.Client, e *env) pb.IssuerClient {
+	t.Helper()
+	x509ctx, err := client.FetchX509Context(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(e.srv.Addr(), grpc.WithTransportCredentials(verifier.ClientCredentials(
+		x509ctx.DefaultSVID(), x509ctx.Bundles, tlsconfig.AuthorizeID(jitd.ServerID(x509ctx.DefaultSVID().ID.TrustDomain())))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return pb.NewIssuerClient(cc)
 }
 
 // workloadJitctl runs jitctl with its identity from the Workload API.
@@ -53,6 +71,7 @@ func workloadJitctl(e *env, args ...string) result {
 // service with it.
 func TestWorkloadAPIRequest(t *testing.T) {
 	e, addr := workloadEnv(t, fmt.Sprintf("unix:uid:%d", os.Getuid()))
+	t.Setenv(jitctl.EnvWorkloadAPI, addr)
 	ledger := e.startLedger()
 
 	r := workloadJitctl(e, "request", "--scope", mBalance, "--ttl", "5m", "--wait")
@@ -75,19 +94,7 @@ func TestWorkloadAPIRequest(t *testing.T) {
 	// The README's Go lines, as a workload runs them.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	opts, source, err := verifier.WorkloadDialOptions(ctx, id, tlsconfig.AuthorizeID(spiffeid.RequireFromString(ledgerID)),
-		workloadapi.WithClientOptions(workloadapi.WithAddr(addr)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer source.Close()
-	cc, err := grpc.NewClient(ledger, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	got, err := callLedger(cc, mBalance, "accounts/42")
-	if err != nil || got != id {
+	if got, err := callWithWorkloadGrant(t, ctx, addr, ledger, id); err != nil || got != id {
 		t.Fatalf("GetBalance with the Workload API grant: grant %q, %v; want grant %s", got, err, id)
 	}
 
@@ -104,10 +111,30 @@ func TestWorkloadAPIRequest(t *testing.T) {
 	}
 }
 
+// callWithWorkloadGrant calls GetBalance on the ledger at ledger with grant
+// id, which the Workload API at addr serves, as the README's Go lines do,
+// and returns the grant ID the ledger saw.
+func callWithWorkloadGrant(t *testing.T, ctx context.Context, addr, ledger, id string) (string, error) {
+	t.Helper()
+	opts, source, err := verifier.WorkloadDialOptions(ctx, id, tlsconfig.AuthorizeID(spiffeid.RequireFromString(ledgerID)),
+		workloadapi.WithClientOptions(workloadapi.WithAddr(addr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer source.Close()
+	cc, err := grpc.NewClient(ledger, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	return callLedger(cc, mBalance, "accounts/42")
+}
+
 // TestWorkloadAPIRefusesCaller: a socket that has no entry for the caller
 // is reported as such, with the refused exit status, not as a deadline.
 func TestWorkloadAPIRefusesCaller(t *testing.T) {
 	e, addr := workloadEnv(t, "unix:uid:4294967294")
+	t.Setenv(jitctl.EnvWorkloadAPI, addr)
 	r := workloadJitctl(e, "request", "--scope", mBalance, "--ttl", "5m")
 	if r.code != jitctl.ExitDenied {
 		t.Errorf("exit %d, want %d (refused):\n%s", r.code, jitctl.ExitDenied, r)

@@ -9,19 +9,13 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/jitgrant/jitgrant/internal/jitd"
-	"github.com/jitgrant/jitgrant/issuer/attest"
 	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
-	"github.com/jitgrant/jitgrant/verifier"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -32,21 +26,11 @@ import (
 // the workload, is not served there but fetched and revoked through the
 // issuer API.
 func TestJitdWorkloadAPIWithCSRGrant(t *testing.T) {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "agent.sock")
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(workloadPolicy), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	const self = "spiffe://example.org/workload/test"
-	e := newEnv(t, func(c *jitd.ServeConfig) {
-		c.PolicyPath, c.WorkloadSocket = policyPath, sock
-		c.Entries = []attest.EntryConfig{{ID: self, Selectors: []string{fmt.Sprintf("unix:uid:%d", os.Getuid())}, TTL: "1h"}}
-		c.Clock = time.Now // the Workload API's certificates meet go-spiffe's real-time checks
-	})
+	e, addr := workloadEnv(t, fmt.Sprintf("unix:uid:%d", os.Getuid()))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	client, err := workloadapi.New(ctx, workloadapi.WithAddr("unix://"+sock))
+	client, err := workloadapi.New(ctx, workloadapi.WithAddr(addr))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,17 +56,7 @@ func TestJitdWorkloadAPIWithCSRGrant(t *testing.T) {
 	}
 	next("the identity", func(h []string) bool { return slices.Equal(h, []string{self + "#"}) })
 
-	x509ctx, err := client.FetchX509Context(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := grpc.NewClient(e.srv.Addr(), grpc.WithTransportCredentials(verifier.ClientCredentials(
-		x509ctx.DefaultSVID(), x509ctx.Bundles, tlsconfig.AuthorizeID(jitd.ServerID(x509ctx.DefaultSVID().ID.TrustDomain())))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	api := pb.NewIssuerClient(cc)
+	api := issuerClient(t, ctx, client, e)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
