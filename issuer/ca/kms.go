@@ -205,6 +205,18 @@ func (k *keyManager) create(kt KeyType) (crypto.Signer, error) {
 	return k.signer()
 }
 
+// deleteKey deletes the key from the token.
+func (k *keyManager) deleteKey() error {
+	d, ok := any(k.km).(interface{ DeleteKey(string) error })
+	if !ok {
+		return errors.New("ca: deleting a key: PKCS#11 is not built in")
+	}
+	if err := d.DeleteKey(k.keyURI); err != nil {
+		return fmt.Errorf("ca: deleting CA key %s from PKCS#11 token %s: %w", objectName(k.keyURI), k.token, err)
+	}
+	return nil
+}
+
 // Close releases the token.
 func (k *keyManager) Close() error {
 	if err := k.km.Close(); err != nil {
@@ -266,9 +278,7 @@ func GenerateKMS(ctx context.Context, cfg Config, keyURI string) (_ *CA, err err
 	c, err := generate(cfg, signer)
 	if err != nil {
 		// Leave no orphan key in the token.
-		if d, ok := any(k.km).(interface{ DeleteKey(string) error }); ok {
-			_ = d.DeleteKey(keyURI)
-		}
+		_ = k.deleteKey()
 		return nil, err
 	}
 	c.closer = k
@@ -327,6 +337,17 @@ func (c *CA) Close() error {
 		return nil
 	}
 	return c.closer.Close()
+}
+
+// DeleteKey deletes the CA key from its PKCS#11 token, for a caller undoing
+// [GenerateKMS] (jitd init when a later step fails). The CA cannot sign
+// afterwards. For a key in memory it is an error.
+func (c *CA) DeleteKey() error {
+	k, ok := c.closer.(*keyManager)
+	if !ok {
+		return errors.New("ca: deleting the CA key: it is not in a PKCS#11 token")
+	}
+	return k.deleteKey()
 }
 
 // WriteCertFile writes the CA certificate followed by its chain as PEM to
