@@ -29,18 +29,24 @@ func TestInitKMSFailures(t *testing.T) {
 		gone string
 	}{
 		{
-			name:    "wrong PIN",
-			args:    func(string) []string { return []string{"--kms", strings.Replace(tok.URI(""), "pin-source="+tok.PINFile, "pin-value=0000", 1)} },
+			name: "wrong PIN",
+			args: func(string) []string {
+				return []string{"--kms", strings.Replace(tok.URI(""), "pin-source="+tok.PINFile, "pin-value=0000", 1)}
+			},
 			wantErr: []string{`jitd: init: --kms: ca: opening PKCS#11 token "jitgrant"`, "wrong PIN"},
 		},
 		{
-			name:    "missing token",
-			args:    func(string) []string { return []string{"--kms", strings.Replace(tok.URI(""), "token=jitgrant", "token=absent", 1)} },
+			name: "missing token",
+			args: func(string) []string {
+				return []string{"--kms", strings.Replace(tok.URI(""), "token=jitgrant", "token=absent", 1)}
+			},
 			wantErr: []string{`PKCS#11 token "absent"`, "no such token"},
 		},
 		{
-			name:    "module path that does not exist",
-			args:    func(string) []string { return []string{"--kms", strings.Replace(tok.URI(""), tok.Module, "/opt/none/libp11.so", 1)} },
+			name: "module path that does not exist",
+			args: func(string) []string {
+				return []string{"--kms", strings.Replace(tok.URI(""), tok.Module, "/opt/none/libp11.so", 1)}
+			},
 			wantErr: []string{"PKCS#11 module-path /opt/none/libp11.so", "no such file or directory"},
 		},
 		{
