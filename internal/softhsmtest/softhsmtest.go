@@ -72,6 +72,9 @@ func Require(t testing.TB) Token {
 	if runtime.GOOS != "linux" {
 		t.Skipf("softhsmtest: SoftHSM2 tests run on linux only (this is %s)", runtime.GOOS)
 	}
+	if !pkcs11Built {
+		t.Skip("softhsmtest: built without cgo (or with the nopkcs11 tag): PKCS#11 is not built in")
+	}
 	_, errUtil := exec.LookPath("softhsm2-util")
 	_, errMod := os.Stat(Module)
 	if errUtil != nil || errMod != nil {

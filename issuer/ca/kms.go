@@ -29,21 +29,6 @@ const pkcs11Scheme = string(apiv1.PKCS11)
 // "object".
 const DefaultKeyObject = "jitgrant-ca"
 
-// IsKeyURI reports whether s names a key held in a key manager (a URI with
-// a scheme such as "pkcs11:") rather than a key file.
-func IsKeyURI(s string) bool {
-	scheme, _, ok := strings.Cut(s, ":")
-	if !ok || scheme == "" || strings.ContainsAny(scheme, `/\.`) {
-		return false
-	}
-	for _, r := range scheme {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '+') {
-			return false
-		}
-	}
-	return len(scheme) > 1 // "C:" is a Windows drive, not a scheme
-}
-
 // keyManager is an open PKCS#11 token and the URI of one key in it.
 type keyManager struct {
 	km     *pkcs11.PKCS11

@@ -176,21 +176,3 @@ func TestWithKeyObject(t *testing.T) {
 		t.Error("WithKeyObject(file:/x): no error")
 	}
 }
-
-func TestIsKeyURI(t *testing.T) {
-	for _, tt := range []struct {
-		in   string
-		want bool
-	}{
-		{"pkcs11:token=t", true},
-		{"awskms:key-id=1", true},
-		{"/var/lib/jitd/ca.key", false},
-		{"ca.key", false},
-		{`C:\jitd\ca.key`, false},
-		{"", false},
-	} {
-		if got := IsKeyURI(tt.in); got != tt.want {
-			t.Errorf("IsKeyURI(%q) = %v, want %v", tt.in, got, tt.want)
-		}
-	}
-}
