@@ -241,7 +241,12 @@ func Init(cfg InitConfig) (err error) {
 	if err != nil {
 		return fmt.Errorf("jitd: init: %w", err)
 	}
-	if err := os.WriteFile(d.path(fileMeta), b, 0o644); err != nil {
+	// A PIN given as pin-value is in ca_key: then only the owner reads it.
+	metaMode := os.FileMode(0o644)
+	if strings.Contains(keyURI, "pin-value=") {
+		metaMode = 0o600
+	}
+	if err := os.WriteFile(d.path(fileMeta), b, metaMode); err != nil {
 		return fmt.Errorf("jitd: init: %w", err)
 	}
 	return nil

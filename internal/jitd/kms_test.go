@@ -50,6 +50,11 @@ func TestInitKMSFailures(t *testing.T) {
 			wantErr: []string{"PKCS#11 module-path /opt/none/libp11.so", "no such file or directory"},
 		},
 		{
+			name:    "cloud KMS",
+			args:    func(string) []string { return []string{"--kms", "awskms:key-id=1234"} },
+			wantErr: []string{`jitd: init: --kms: ca: key URI scheme "awskms" is not supported: only pkcs11: URIs`},
+		},
+		{
 			name:    "ed25519",
 			args:    func(string) []string { return []string{"--kms", tok.URI(""), "--key-type", "ed25519"} },
 			wantErr: []string{"key type ed25519 cannot be generated in a PKCS#11 token: use ec-p256 or ec-p384"},
@@ -169,5 +174,28 @@ func TestServeKMSFailures(t *testing.T) {
 	writeTestFile(t, pinFile, softhsmtest.PIN+"\n", 0o600)
 	if err := start(); err != nil {
 		t.Fatalf("Start with the token key: %v", err)
+	}
+}
+
+// TestInitKMSPinValue: a PIN given in the URI works, with a warning, and
+// jitd.yaml, which then holds it, is readable by its owner only.
+func TestInitKMSPinValue(t *testing.T) {
+	tok := softhsmtest.Require(t)
+	root := t.TempDir()
+	d := DataDir(filepath.Join(root, "data"))
+	var stdout, stderr bytes.Buffer
+	keyURI := strings.Replace(tok.URI("id=c0e0;object=jitd-pin-value"), "pin-source="+tok.PINFile, "pin-value="+softhsmtest.PIN, 1)
+	if code := Main(context.Background(), []string{"init", "--data-dir", string(d), "--trust-domain", "example.org", "--kms", keyURI}, &stdout, &stderr); code != 0 {
+		t.Fatalf("init: exit %d: %s", code, stderr.String())
+	}
+	if want := "jitd: warning: --kms has pin-value: the token's PIN is written, in clear, to jitd.yaml's ca_key"; !strings.HasPrefix(stderr.String(), want) {
+		t.Errorf("stderr %q, want the warning %q", stderr.String(), want)
+	}
+	fi, err := os.Stat(d.path(fileMeta))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("jitd.yaml holding the PIN: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+	if _, err := os.Stat(d.path(fileCAKey)); !os.IsNotExist(err) {
+		t.Errorf("ca.key: %v, want none", err)
 	}
 }

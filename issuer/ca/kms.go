@@ -46,9 +46,8 @@ type keyManager struct {
 // (pin-source, a file; or pin-value) choose and open the token, id and
 // object the key.
 func openKeyManager(ctx context.Context, keyURI string) (*keyManager, error) {
-	scheme, _, _ := strings.Cut(keyURI, ":")
-	if !strings.EqualFold(scheme, pkcs11Scheme) {
-		return nil, fmt.Errorf("ca: key URI scheme %q is not supported: only pkcs11: URIs (a PKCS#11 token, as step-ca uses) are built in", scheme)
+	if err := checkScheme(keyURI); err != nil {
+		return nil, err
 	}
 	u, err := uri.ParseWithScheme(pkcs11Scheme, keyURI)
 	if err != nil {
@@ -91,6 +90,15 @@ func openKeyManager(ctx context.Context, keyURI string) (*keyManager, error) {
 		return nil, fmt.Errorf("ca: opening PKCS#11 token %s with module %s: %w", token, module, explainPKCS11(err))
 	}
 	return &keyManager{km: km, keyURI: keyURI, token: token}, nil
+}
+
+// checkScheme refuses a key URI of another scheme than pkcs11.
+func checkScheme(keyURI string) error {
+	scheme, _, _ := strings.Cut(keyURI, ":")
+	if !strings.EqualFold(scheme, pkcs11Scheme) {
+		return fmt.Errorf("ca: key URI scheme %q is not supported: only pkcs11: URIs (a PKCS#11 token, as step-ca uses) are built in", scheme)
+	}
+	return nil
 }
 
 // describeToken names the token u selects, for errors: its label, serial or
@@ -215,6 +223,9 @@ func (k *keyManager) Close() error {
 // [DefaultKeyObject] and a random 8-byte id added, which [GenerateKMS]
 // needs both of.
 func WithKeyObject(keyURI string) (string, error) {
+	if err := checkScheme(keyURI); err != nil {
+		return "", err
+	}
 	u, err := uri.ParseWithScheme(pkcs11Scheme, keyURI)
 	if err != nil {
 		return "", fmt.Errorf("ca: parsing key URI %s: %w", redactURI(keyURI), err)

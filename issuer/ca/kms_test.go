@@ -172,7 +172,7 @@ func TestWithKeyObject(t *testing.T) {
 			}
 		})
 	}
-	if _, err := WithKeyObject("file:/x"); err == nil {
-		t.Error("WithKeyObject(file:/x): no error")
+	if _, err := WithKeyObject("awskms:key-id=1"); err == nil || !strings.Contains(err.Error(), `key URI scheme "awskms" is not supported`) {
+		t.Errorf("WithKeyObject(awskms:...): %v, want the scheme refused", err)
 	}
 }
