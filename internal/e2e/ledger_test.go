@@ -31,6 +31,12 @@ func (e *env) startLedger() string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return e.startLedgerWith(c)
+}
+
+// startLedgerWith is startLedger with the CA given.
+func (e *env) startLedgerWith(c *ca.CA) string {
+	e.t.Helper()
 	svid, err := c.Mint(ca.Request{ID: spiffeid.RequireFromString(ledgerID), TTL: 24 * time.Hour})
 	if err != nil {
 		e.t.Fatal(err)

@@ -73,12 +73,23 @@ func initCommand() *cobra.Command {
 				fmt.Fprintln(cmd.ErrOrStderr(), w)
 			}
 			cfg.Dir, cfg.Passphrase = DataDir(dir), pass
+			if strings.Contains(cfg.KMS, "pin-value=") {
+				fmt.Fprintln(cmd.ErrOrStderr(), "jitd: warning: --kms has pin-value: the token's PIN is written, in clear, to jitd.yaml's ca_key; "+
+					"prefer pin-source=FILE (a 0600 file holding the PIN)")
+			}
 			if err := Init(cfg); err != nil {
 				return err
 			}
 			d := DataDir(dir)
 			fmt.Fprintf(cmd.OutOrStdout(), "initialized %s for trust domain %s\n  trust bundle:     %s\n  audit public key: %s\n  policy:           %s (denies everything; edit it)\n",
 				dir, cfg.TrustDomain, d.CACert(), d.AuditPublicKey(), d.Policy())
+			if cfg.KMS != "" {
+				m, _, err := d.readMeta()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "  CA key:           in the PKCS#11 token, %s (ca_key in %s)\n", m.CAKey, d.path(fileMeta))
+			}
 			return nil
 		},
 	}
@@ -88,6 +99,8 @@ func initCommand() *cobra.Command {
 	f.StringVar(&cfg.KeyType, "key-type", "ec-p256", "CA key type: ec-p256, ec-p384 or ed25519")
 	f.DurationVar(&cfg.CATTL, "ca-ttl", 365*24*time.Hour, "CA certificate validity")
 	f.StringVar(&passFile, "ca-passphrase-file", "", "file holding a passphrase to encrypt the CA key with")
+	f.StringVar(&cfg.KMS, "kms", "", "create the CA key in a PKCS#11 token instead of ca.key: a pkcs11: URI, e.g. "+
+		"'pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=jitgrant?pin-source=/etc/jitd/pin'")
 	cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagRequired("trust-domain")
 	return cmd

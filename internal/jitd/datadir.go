@@ -5,6 +5,7 @@
 package jitd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -58,6 +59,9 @@ type meta struct {
 	TrustDomain string    `yaml:"trust_domain"`
 	Created     time.Time `yaml:"created"`
 	CAKeyType   string    `yaml:"ca_key_type"`
+	// CAKey is the URI of a CA key held in a PKCS#11 token (jitd init
+	// --kms); "" means the file ca.key.
+	CAKey string `yaml:"ca_key,omitempty"`
 }
 
 func (d DataDir) readMeta() (meta, spiffeid.TrustDomain, error) {
@@ -115,16 +119,27 @@ type InitConfig struct {
 	KeyType     string // ca.ParseKeyType; default ec-p256
 	CATTL       time.Duration
 	Passphrase  []byte // encrypts the CA key when not nil; must not be empty then
-	Clock       func() time.Time
+	// KMS, when set, is a pkcs11: URI of a token to create the CA key in
+	// (ca.GenerateKMS): no ca.key is written, and jitd.yaml records the
+	// key's URI as ca_key. Without id and object in it, a random id and
+	// object=jitgrant-ca are added.
+	KMS   string
+	Clock func() time.Time
 }
 
 // Init creates a data directory: CA key (0600) and certificate, audit key
 // pair, a deny-everything policy file and jitd.yaml. It refuses to touch a
 // directory that already holds any of them. On failure it removes what it
-// made, and the directory itself when it made it.
+// made, and the directory itself when it made it. With cfg.KMS the CA key
+// is made in a PKCS#11 token instead of ca.key, and deleted from it again
+// on failure.
 func Init(cfg InitConfig) (err error) {
 	if cfg.Passphrase != nil && len(cfg.Passphrase) == 0 {
 		return errors.New("jitd: init: the CA key passphrase is empty: give a non-empty passphrase, or none to leave the CA key unencrypted")
+	}
+	if cfg.KMS != "" && cfg.Passphrase != nil {
+		return errors.New("jitd: init: --kms and --ca-passphrase-file both given: a CA key in a token is not encrypted with a passphrase " +
+			"(the token's PIN guards it: pin-source in the URI); leave out --ca-passphrase-file")
 	}
 	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
 	if err != nil {
@@ -142,10 +157,32 @@ func Init(cfg InitConfig) (err error) {
 			return fmt.Errorf("jitd: init: %s already exists; init never overwrites a data directory", d.path(name))
 		}
 	}
-	c, err := ca.Generate(ca.Config{TrustDomain: td, KeyType: kt, TTL: cfg.CATTL, Clock: cfg.Clock})
-	if err != nil {
-		return fmt.Errorf("jitd: init: %w", err)
+	caCfg := ca.Config{TrustDomain: td, KeyType: kt, TTL: cfg.CATTL, Clock: cfg.Clock}
+	var (
+		c      *ca.CA
+		keyURI string
+	)
+	if cfg.KMS == "" {
+		if c, err = ca.Generate(caCfg); err != nil {
+			return fmt.Errorf("jitd: init: %w", err)
+		}
+	} else {
+		if keyURI, err = ca.WithKeyObject(cfg.KMS); err != nil {
+			return fmt.Errorf("jitd: init: --kms: %w", err)
+		}
+		// The pkcs11 package takes no deadline from a context.
+		if c, err = ca.GenerateKMS(context.Background(), caCfg, keyURI); err != nil {
+			return fmt.Errorf("jitd: init: --kms: %w", err)
+		}
 	}
+	defer func() {
+		if err != nil && keyURI != "" {
+			if derr := c.DeleteKey(); derr != nil {
+				err = fmt.Errorf("%w (and the CA key %s stays in the token: %v)", err, keyURI, derr)
+			}
+		}
+		c.Close()
+	}()
 	top, err := mkdirAll(string(d))
 	if err != nil {
 		return fmt.Errorf("jitd: init: %w", err)
@@ -170,7 +207,12 @@ func Init(cfg InitConfig) (err error) {
 			os.Remove(d.path(name))
 		}
 	}()
-	if err := c.WriteFiles(d.path(fileCACert), d.path(fileCAKey), cfg.Passphrase); err != nil {
+	if keyURI != "" {
+		err = c.WriteCertFile(d.path(fileCACert))
+	} else {
+		err = c.WriteFiles(d.path(fileCACert), d.path(fileCAKey), cfg.Passphrase)
+	}
+	if err != nil {
 		return fmt.Errorf("jitd: init: %w", err)
 	}
 	skey, vkey, err := audit.GenerateKey("jitgrant-audit-" + td.Name())
@@ -195,11 +237,16 @@ func Init(cfg InitConfig) (err error) {
 	if cfg.Clock != nil {
 		now = cfg.Clock
 	}
-	b, err := yaml.Marshal(meta{TrustDomain: td.Name(), Created: now().UTC(), CAKeyType: string(kt)})
+	b, err := yaml.Marshal(meta{TrustDomain: td.Name(), Created: now().UTC(), CAKeyType: string(kt), CAKey: keyURI})
 	if err != nil {
 		return fmt.Errorf("jitd: init: %w", err)
 	}
-	if err := os.WriteFile(d.path(fileMeta), b, 0o644); err != nil {
+	// A PIN given as pin-value is in ca_key: then only the owner reads it.
+	metaMode := os.FileMode(0o644)
+	if strings.Contains(keyURI, "pin-value=") {
+		metaMode = 0o600
+	}
+	if err := os.WriteFile(d.path(fileMeta), b, metaMode); err != nil {
 		return fmt.Errorf("jitd: init: %w", err)
 	}
 	return nil
@@ -225,9 +272,24 @@ func mkdirAll(dir string) (string, error) {
 	return top, nil
 }
 
-// loadCA loads the data directory's CA.
-func (d DataDir) loadCA(td spiffeid.TrustDomain, passphrase []byte, clock func() time.Time) (*ca.CA, error) {
-	c, err := ca.LoadFiles(ca.Config{TrustDomain: td, Clock: clock}, d.path(fileCACert), d.path(fileCAKey), passphrase)
+// loadCA loads the data directory's CA: its key from ca.key, or from the
+// PKCS#11 token that jitd.yaml's ca_key names. The CA holds the token open
+// until its Close.
+func (d DataDir) loadCA(ctx context.Context, td spiffeid.TrustDomain, passphrase []byte, clock func() time.Time) (*ca.CA, error) {
+	m, _, err := d.readMeta()
+	if err != nil {
+		return nil, err
+	}
+	cfg := ca.Config{TrustDomain: td, Clock: clock}
+	var c *ca.CA
+	if m.CAKey == "" {
+		c, err = ca.LoadFiles(cfg, d.path(fileCACert), d.path(fileCAKey), passphrase)
+	} else if passphrase != nil {
+		return nil, fmt.Errorf("jitd: the CA key is in a PKCS#11 token (ca_key in %s), so a CA passphrase does not apply: "+
+			"leave out --ca-passphrase-file (the token's PIN comes from pin-source in ca_key)", d.path(fileMeta))
+	} else if c, err = ca.LoadKMS(ctx, cfg, d.path(fileCACert), m.CAKey); err != nil {
+		err = fmt.Errorf("%w (ca_key in %s)", err, d.path(fileMeta))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
 	}

@@ -68,10 +68,11 @@ func Enroll(ctx context.Context, cfg EnrollConfig) (*x509.Certificate, error) {
 			return nil, fmt.Errorf("jitd: enroll: %s already exists", filepath.Join(cfg.Out, name))
 		}
 	}
-	c, err := cfg.Dir.loadCA(td, cfg.Passphrase, cfg.Clock)
+	c, err := cfg.Dir.loadCA(ctx, td, cfg.Passphrase, cfg.Clock)
 	if err != nil {
 		return nil, err
 	}
+	defer c.Close()
 	signer, err := audit.ReadSigner(cfg.Dir.path(fileAuditKey))
 	if err != nil {
 		return nil, fmt.Errorf("jitd: enroll: %w", err)

@@ -150,7 +150,7 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 			s.Stop()
 		}
 	}()
-	c, err := cfg.Dir.loadCA(td, cfg.Passphrase, cfg.Clock)
+	c, err := cfg.Dir.loadCA(ctx, td, cfg.Passphrase, cfg.Clock)
 	if err != nil {
 		return nil, err
 	}

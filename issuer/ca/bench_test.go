@@ -1,12 +1,14 @@
 package ca
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"net/url"
 	"testing"
 	"time"
 
+	"github.com/jitgrant/jitgrant/internal/softhsmtest"
 	"go.step.sm/crypto/x509util"
 )
 
@@ -56,6 +58,44 @@ func BenchmarkMint(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkMintPKCS11 is Mint of a grant SVID (as BenchmarkMint/grant) with
+// the P-256 CA key in a SoftHSM2 token ("softhsm2") against the same with the
+// key in memory ("file": a key loaded from ca.key), in the same run: what
+// the token's signing adds. The public key is fixed; the token key is made
+// for the run and deleted after it.
+func BenchmarkMintPKCS11(b *testing.B) {
+	tok := softhsmtest.Require(b)
+	keyURI, err := WithKeyObject(tok.URI(""))
+	if err != nil {
+		b.Fatal(err)
+	}
+	hsm, err := GenerateKMS(context.Background(), Config{TrustDomain: td, KeyType: KeyTypeECP256, TTL: time.Hour, Clock: fixedClock(t0)}, keyURI)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := hsm.DeleteKey(); err != nil {
+			b.Error(err)
+		}
+		hsm.Close()
+	})
+	file := newTestCA(b, KeyTypeECP256, time.Hour)
+	req := Request{ID: workload, PublicKey: newKey(b, KeyTypeECP256).Public(), TTL: 5 * time.Minute, Grant: sampleGrant()}
+	for _, bc := range []struct {
+		name string
+		c    *CA
+	}{{"file", file}, {"softhsm2", hsm}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bc.c.Mint(req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // BenchmarkCheckSVID is the exported re-check, signature verification

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"time"
 
@@ -94,6 +95,8 @@ type CA struct {
 	notBefore, notAfter time.Time
 	leafKey             KeyType
 	clock               func() time.Time
+	// closer releases the token holding signer; nil for a key in memory.
+	closer io.Closer
 }
 
 // Generate returns a new self-signed CA for cfg.TrustDomain: a fresh key of
@@ -110,6 +113,11 @@ func Generate(cfg Config) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
+	return generate(cfg, signer)
+}
+
+// generate is Generate with the CA key given; cfg has its defaults.
+func generate(cfg Config, signer crypto.Signer) (*CA, error) {
 	serial, err := newSerial()
 	if err != nil {
 		return nil, err

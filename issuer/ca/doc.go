@@ -6,7 +6,10 @@
 // P-256, P-384 or Ed25519 key) or loaded from PEM ([Load], [LoadFiles]): a CA
 // certificate, optionally followed by its chain up to an upstream root, and
 // its private key, optionally encrypted (PKCS#8 PBES2). [CA.Marshal] and
-// [CA.WriteFiles] save it again.
+// [CA.WriteFiles] save it again. The key may instead live in a PKCS#11
+// token ([GenerateKMS], [LoadKMS]: step-ca's pkcs11: URIs), where it is made
+// and used without ever leaving it; such a CA saves its certificate only
+// ([CA.WriteCertFile]) and holds the token open until [CA.Close].
 //
 // [CA.Mint] issues two kinds of SVID for a SPIFFE ID of the trust domain:
 //

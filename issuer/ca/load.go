@@ -120,12 +120,11 @@ func (c *CA) Marshal(passphrase []byte) (certPEM, keyPEM []byte, err error) {
 	if passphrase != nil && len(passphrase) == 0 {
 		return nil, nil, errors.New("ca: marshaling CA key: empty passphrase (pass nil for a plain key)")
 	}
-	for _, cert := range c.all {
-		block, err := pemutil.Serialize(cert)
-		if err != nil {
-			return nil, nil, fmt.Errorf("ca: marshaling CA certificate: %w", err)
-		}
-		certPEM = append(certPEM, pem.EncodeToMemory(block)...)
+	if c.closer != nil {
+		return nil, nil, errors.New("ca: marshaling CA key: the key is in a PKCS#11 token and never leaves it (WriteCertFile saves the certificate)")
+	}
+	if certPEM, err = c.marshalCerts(); err != nil {
+		return nil, nil, err
 	}
 	opts := []pemutil.Options{pemutil.WithPKCS8(true)}
 	if passphrase != nil {
@@ -136,6 +135,19 @@ func (c *CA) Marshal(passphrase []byte) (certPEM, keyPEM []byte, err error) {
 		return nil, nil, fmt.Errorf("ca: marshaling CA key: %w", err)
 	}
 	return certPEM, pem.EncodeToMemory(block), nil
+}
+
+// marshalCerts returns the CA certificate followed by its chain as PEM.
+func (c *CA) marshalCerts() ([]byte, error) {
+	var certPEM []byte
+	for _, cert := range c.all {
+		block, err := pemutil.Serialize(cert)
+		if err != nil {
+			return nil, fmt.Errorf("ca: marshaling CA certificate: %w", err)
+		}
+		certPEM = append(certPEM, pem.EncodeToMemory(block)...)
+	}
+	return certPEM, nil
 }
 
 // WriteFiles writes [CA.Marshal]'s output to certPath (mode 0644) and keyPath
