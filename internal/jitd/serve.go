@@ -14,6 +14,7 @@ import (
 	"github.com/jitgrant/jitgrant/internal/kv"
 	"github.com/jitgrant/jitgrant/issuer"
 	"github.com/jitgrant/jitgrant/issuer/attest"
+	"github.com/jitgrant/jitgrant/issuer/ca"
 	"github.com/jitgrant/jitgrant/issuer/notify"
 	"github.com/jitgrant/jitgrant/issuer/wlapi"
 	"github.com/jitgrant/jitgrant/policy"
@@ -90,6 +91,7 @@ type Server struct {
 	id       spiffeid.ID
 	db       *kv.DB
 	log      *audit.Log
+	ca       *ca.CA // closed last: a CA key in a PKCS#11 token holds a session
 	issuer   *issuer.Issuer
 	grpc     *grpc.Server
 	health   *health.Server
@@ -154,6 +156,7 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.ca = c
 	signer, err := audit.ReadSigner(cfg.Dir.path(fileAuditKey))
 	if err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
@@ -425,6 +428,9 @@ func (s *Server) Stop() error {
 		}
 		if s.db != nil {
 			errs = append(errs, s.db.Close())
+		}
+		if s.ca != nil {
+			errs = append(errs, s.ca.Close())
 		}
 		s.stopErr = errors.Join(errs...)
 	})
