@@ -146,9 +146,9 @@ func TestBreakGlassStory(t *testing.T) {
 		}
 	}
 
-	// The security webhook heard each conclusion once.
+	// The security webhook heard each end and each conclusion once.
 	wantKinds := map[string][]notify.Kind{
-		id:  {notify.KindBreakGlass, notify.KindIssued, notify.KindReviewed},
+		id:  {notify.KindBreakGlass, notify.KindIssued, notify.KindExpired, notify.KindReviewed},
 		id2: {notify.KindBreakGlass, notify.KindIssued, notify.KindReviewed, notify.KindRevoked},
 	}
 	for _, k := range []string{id, id2} {
