@@ -8,6 +8,7 @@ import (
 
 	"github.com/jitgrant/jitgrant/audit"
 	"github.com/jitgrant/jitgrant/issuer"
+	"github.com/jitgrant/jitgrant/issuer/ca"
 	"github.com/jitgrant/jitgrant/issuer/notify"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -237,5 +238,34 @@ func TestExpiringNotice(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestExpiringNoticeWithoutSweep shows that the expiring notice is sent at
+// its time by the issuer's own timer, not only by the sweeper's next pass.
+func TestExpiringNoticeWithoutSweep(t *testing.T) {
+	e := newEnv(t)
+	// The timer runs on real time; the issuer's clock must agree.
+	c, err := ca.Generate(ca.Config{TrustDomain: td})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.is, err = issuer.New(issuer.Config{
+		CA: c, Store: e.store, Policies: e.policies, ID: jitdID, Logger: quiet(), OnChange: e.onChange,
+		MinTTL: time.Second, ExpiringLead: 9 * time.Second, // due within a second of issuance, 8s before the end
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.issueRefund(t, 10*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for e.get(r.ID).ExpiringNotified.IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no expiring notice without a sweep; request %+v", e.get(r.ID))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := e.expiringNotices(r.ID); len(got) != 1 || got[0] != r.NotAfter.Format(time.RFC3339) {
+		t.Errorf("grant.expiring entries for ends %v; want one for %v", got, r.NotAfter)
 	}
 }
