@@ -44,6 +44,10 @@ const (
 	// ActionGrantReviewed: the after-the-fact review of a break-glass grant
 	// concluded (details: verdict approved or denied); its flag cleared.
 	ActionGrantReviewed Action = "grant.reviewed"
+	// ActionGrantExpiring: the grant's end is a lead time away and its
+	// expiring notice was sent (details: not_after, lead). Once per grant
+	// per end.
+	ActionGrantExpiring Action = "grant.expiring"
 	// ActionCheckpoint entries are written by the log itself: see Config.CheckpointEvery.
 	ActionCheckpoint Action = "audit.checkpoint"
 )
@@ -51,7 +55,7 @@ const (
 var actions = []Action{
 	ActionRequestCreated, ActionRequestApproved, ActionRequestDenied, ActionRequestCanceled,
 	ActionRequestTimedOut, ActionBreakGlass, ActionGrantIssued, ActionGrantFetched,
-	ActionGrantRevoked, ActionGrantUsed, ActionGrantExpired, ActionGrantReviewed, ActionPolicyLoaded,
+	ActionGrantRevoked, ActionGrantUsed, ActionGrantExpiring, ActionGrantExpired, ActionGrantReviewed, ActionPolicyLoaded,
 	ActionEnrolled, ActionAuditExported, ActionEntriesLoaded, ActionWebhookFailed, ActionCheckpoint,
 }
 

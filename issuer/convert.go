@@ -58,6 +58,7 @@ func requestToProto(r *Request) *pb.AccessRequest {
 		CreateTime: ts(r.CreateTime), UpdateTime: ts(r.UpdateTime), ReviewDeadline: ts(r.ReviewDeadline),
 		StartTime: ts(r.StartTime), NotAfter: ts(r.NotAfter), Serial: r.Serial, HasCsr: r.PublicKey != nil,
 		EndedBy: r.EndedBy, EndReason: r.EndReason, Uses: r.Uses, ReviewVerdict: r.ReviewVerdict,
+		ExpiringNotified: ts(r.ExpiringNotified),
 	}
 	for _, s := range r.Scopes {
 		out.Scopes = append(out.Scopes, &pb.Scope{Method: s.Method, Resources: s.Resources})

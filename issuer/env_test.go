@@ -96,6 +96,8 @@ type env struct {
 	store    *issuer.BadgerStore
 	policies *policy.Store
 	is       *issuer.Issuer
+	// expiringLead is the Config.ExpiringLead of the issuers open makes.
+	expiringLead time.Duration
 
 	mu      sync.Mutex
 	changes []change // every OnChange call, in order
@@ -163,7 +165,7 @@ func (e *env) open() {
 	}
 	e.db, e.log = db, log
 	e.store = issuer.NewBadgerStore(db.DB, log)
-	e.is, err = issuer.New(issuer.Config{CA: e.ca, Store: e.store, Policies: e.policies, ID: jitdID, Clock: e.clock.Now, Logger: quiet(), OnChange: e.onChange})
+	e.is, err = issuer.New(issuer.Config{CA: e.ca, Store: e.store, Policies: e.policies, ID: jitdID, Clock: e.clock.Now, Logger: quiet(), OnChange: e.onChange, ExpiringLead: e.expiringLead})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +173,9 @@ func (e *env) open() {
 }
 
 func (e *env) close() {
+	if e.is != nil {
+		e.is.Close() // its timers do nothing more
+	}
 	if e.log != nil {
 		e.log.Close()
 		e.db.Close()

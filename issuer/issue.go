@@ -107,6 +107,7 @@ func (is *Issuer) issue(r *Request, pub crypto.PublicKey) (audit.Record, error) 
 	if r.BreakGlass {
 		details["break_glass"] = "true"
 	}
+	is.planExpiring(r, now)
 	return record(is.cfg.ID, audit.ActionGrantIssued, details), nil
 }
 

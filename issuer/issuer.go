@@ -49,6 +49,12 @@ type Config struct {
 	// refused (ErrInvalid, naming ttl) and nothing is stored. Default
 	// DefaultMinTTL; tests and demos with short grants set it lower.
 	MinTTL time.Duration
+	// ExpiringLead is how long before a grant's end the issuer sends its
+	// expiring notice (audit action grant.expiring, webhook event
+	// expiring), once per grant per end. Default DefaultExpiringLead;
+	// negative sends none. A grant that lasts no longer than the lead time
+	// gets none: its issued event already says when it ends.
+	ExpiringLead time.Duration
 	// OnChange, if set, is called after every committed change of a
 	// request (for notifications); it must not block.
 	OnChange func(r *Request, action audit.Action)
@@ -66,6 +72,7 @@ type Issuer struct {
 	issued  *issuedIndex
 	metrics *metrics
 	order   *publishOrder
+	armed   *expiringTimers
 	done    chan struct{} // closed by Close: streams end
 	close   sync.Once
 }
@@ -100,7 +107,10 @@ func New(cfg Config) (*Issuer, error) {
 	if cfg.MinTTL <= 0 {
 		cfg.MinTTL = DefaultMinTTL
 	}
-	is := &Issuer{cfg: cfg, hub: newHub(), revs: newRevocations(), issued: newIssuedIndex(), metrics: newMetrics(), order: newPublishOrder(), done: make(chan struct{})}
+	if cfg.ExpiringLead == 0 {
+		cfg.ExpiringLead = DefaultExpiringLead
+	}
+	is := &Issuer{cfg: cfg, hub: newHub(), revs: newRevocations(), issued: newIssuedIndex(), metrics: newMetrics(), order: newPublishOrder(), armed: newExpiringTimers(), done: make(chan struct{})}
 	if err := is.loadRevocations(context.Background()); err != nil {
 		return nil, fmt.Errorf("issuer: loading revocations: %w", err)
 	}
@@ -233,6 +243,7 @@ func (is *Issuer) committed(r *Request, actions ...audit.Action) {
 	if r.State == StateApproved {
 		is.issueAtStart(r)
 	}
+	is.armExpiring(r)
 }
 
 // issueAtStart issues an approved, scheduled request when its start comes,

@@ -106,6 +106,14 @@ type Request struct {
 	EndReason      string        `json:"end_reason,omitempty"`
 	EndCause       string        `json:"end_cause,omitempty"` // why a grant ended: one of the End* causes
 	Version        uint64        `json:"version"`
+	// ExpiringAt is when the expiring notice of the grant's current end is
+	// due (Config.ExpiringLead before NotAfter); zero when none is (notices
+	// off, or a grant that lasts no longer than the lead time).
+	ExpiringAt time.Time `json:"expiring_at,omitzero"`
+	// ExpiringNotified is the end (NotAfter) for which the expiring notice
+	// was sent: equal to NotAfter once it was, so that it goes once per
+	// grant per end, across restarts.
+	ExpiringNotified time.Time `json:"expiring_notified,omitzero"`
 }
 
 // clone returns a deep enough copy of r for a state change: slices that a
@@ -119,7 +127,8 @@ func (r *Request) clone() *Request {
 
 // Due returns the time of r's next deadline, when the sweeper must look at
 // it: the review deadline of a pending request, the start of an approved
-// one, the end of an issued grant. A request in a final state has none.
+// one, the end of an issued grant (or, before it, the time its expiring
+// notice is due, until it is sent). A request in a final state has none.
 func (r *Request) Due() (time.Time, bool) {
 	switch r.State {
 	case StatePending:
@@ -130,6 +139,9 @@ func (r *Request) Due() (time.Time, bool) {
 		}
 		return r.StartTime, true
 	case StateIssued:
+		if r.expiringPending() {
+			return r.ExpiringAt, true
+		}
 		return r.NotAfter, true
 	}
 	return time.Time{}, false

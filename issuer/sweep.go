@@ -11,7 +11,8 @@ import (
 // Sweep processes every request whose deadline has come: a pending request
 // past its review deadline times out, an approved request whose start has
 // come is issued (or ended, if it cannot be: see issueIfDue), an issued
-// grant past its end expires. Each move is audited. It returns every error
+// grant past its end expires, and one whose end is near gets its expiring
+// notice (see Config.ExpiringLead). Each move is audited. It returns every error
 // and goes on past them.
 func (is *Issuer) Sweep(ctx context.Context) error {
 	var errs []error
@@ -62,6 +63,8 @@ func (is *Issuer) sweepOne(ctx context.Context, r *Request) error {
 			return record(is.cfg.ID, audit.ActionGrantExpired, map[string]string{"cause": EndExpired, "not_after": r.NotAfter.Format(time.RFC3339)}), nil
 		})
 		return skipOK(err)
+	case r.expiringPending() && !now.Before(r.ExpiringAt):
+		return is.notifyExpiring(ctx, r)
 	}
 	return nil
 }

@@ -95,7 +95,7 @@ func (x *issuedIndex) of(requester string, now time.Time) []*Request {
 }
 
 // loadLive fills the issued index and the requests gauge from the store at
-// start.
+// start, and arms the timers of the expiring notices still to send.
 func (is *Issuer) loadLive(ctx context.Context) error {
 	before := ""
 	for {
@@ -107,6 +107,7 @@ func (is *Issuer) loadLive(ctx context.Context) error {
 		for _, r := range page {
 			is.issued.update(r)
 			is.metrics.track(r)
+			is.armExpiring(r)
 		}
 		if next == "" {
 			return nil

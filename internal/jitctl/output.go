@@ -232,6 +232,9 @@ func printRequest(w io.Writer, r *pb.AccessRequest) error {
 	if r.GetNotAfter() != nil {
 		row("not after", fmtTS(r.GetNotAfter()))
 	}
+	if r.GetExpiringNotified() != nil {
+		row("expiring", "notice sent for the end "+fmtTS(r.GetExpiringNotified()))
+	}
 	if r.GetSerial() != "" {
 		row("serial", r.GetSerial())
 	}

@@ -276,3 +276,40 @@ func TestExitStatusDocs(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchLinesExpiring: watch shows a grant's expiring notice once per
+// end: not on the grant's later changes, nor when the stream resends it, and
+// again for a new end.
+func TestWatchLinesExpiring(t *testing.T) {
+	end := t0().Add(10 * time.Minute)
+	grant := func(state pb.State, notified time.Time) *pb.AccessRequest {
+		r := sampleRequest()
+		r.State, r.NotAfter = state, timestamppb.New(end)
+		if !notified.IsZero() {
+			r.ExpiringNotified = timestamppb.New(notified)
+		}
+		return r
+	}
+	w := newWatchLines()
+	const suffix = " expiring, ends 2026-05-06T07:18:09Z"
+	const later = " expiring, ends 2026-05-06T07:28:09Z"
+	for i, tt := range []struct {
+		name string
+		r    *pb.AccessRequest
+		want string // the line's ending, "" for none of the notice
+	}{
+		{"issued", grant(pb.State_STATE_ISSUED, time.Time{}), ""},
+		{"notice", grant(pb.State_STATE_ISSUED, end), suffix},
+		{"a later change", grant(pb.State_STATE_ISSUED, end), ""},
+		{"a new end's notice", grant(pb.State_STATE_ISSUED, end.Add(10*time.Minute)), later},
+		{"expired", grant(pb.State_STATE_EXPIRED, end.Add(10*time.Minute)), ""},
+	} {
+		got := w.line(tt.r)
+		if !strings.HasPrefix(got, "2026-05-06T07:08:09Z r01abc ") {
+			t.Errorf("%d %s: line %q", i, tt.name, got)
+		}
+		if has := strings.Contains(got, "expiring"); has != (tt.want != "") || (has && !strings.HasSuffix(got, tt.want)) {
+			t.Errorf("%d %s: line %q; want the ending %q", i, tt.name, got, tt.want)
+		}
+	}
+}

@@ -309,7 +309,9 @@ func (a *app) watchCommand() *cobra.Command {
 		Use:   "watch",
 		Short: "Stream changes to the requests you may see until interrupted",
 		Long: `Print the current requests that match, then every change, until interrupted.
-With -o json, one RequestEvent object per line (JSON Lines).`,
+A grant whose expiring notice was sent (its end is near) shows "expiring, ends
+<time>" once per end. With -o json, one RequestEvent object per line (JSON
+Lines); the notice sets the request's expiring_notified to the end it is for.`,
 		Args: cli.Args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			states, err := sel.parse()
@@ -318,13 +320,13 @@ With -o json, one RequestEvent object per line (JSON Lines).`,
 			}
 			in := &pb.WatchRequestsRequest{States: states, Requester: sel.requester, AwaitingMyReview: sel.mineToReview, NeedsReview: sel.needsReview}
 			ctx := cmd.Context()
+			lines := newWatchLines()
 			return a.withClient(ctx, func(c *client) error {
 				err := a.watch(ctx, c, in, func(r *pb.AccessRequest) (bool, error) {
 					if a.json() {
 						return false, writeProto(a.stdout, &pb.RequestEvent{Request: r}, true)
 					}
-					_, err := fmt.Fprintf(a.stdout, "%s %s %-9s %s %s\n", fmtTS(r.GetUpdateTime()), r.GetId(),
-						stateName(r.GetState()), r.GetRequester(), fmtScopes(r.GetScopes()))
+					_, err := fmt.Fprintln(a.stdout, lines.line(r))
 					return false, err
 				})
 				if ctx.Err() != nil {
@@ -336,6 +338,34 @@ With -o json, one RequestEvent object per line (JSON Lines).`,
 	}
 	sel.register(cmd)
 	return cmd
+}
+
+// watchLines renders watch's text lines, remembering for each grant the
+// end its expiring notice was last shown for, so that the notice shows once
+// per end (not on the grant's every later change, nor again when the
+// stream reconnects and resends the current requests).
+type watchLines struct {
+	expiring map[string]time.Time
+}
+
+func newWatchLines() *watchLines { return &watchLines{expiring: map[string]time.Time{}} }
+
+// line returns r's line: update time, ID, state, requester and scopes, and
+// "expiring, ends <end>" the first time r carries an expiring notice for
+// its end.
+func (w *watchLines) line(r *pb.AccessRequest) string {
+	s := fmt.Sprintf("%s %s %-9s %s %s", fmtTS(r.GetUpdateTime()), r.GetId(), stateName(r.GetState()), r.GetRequester(), fmtScopes(r.GetScopes()))
+	if r.GetState() != pb.State_STATE_ISSUED {
+		delete(w.expiring, r.GetId())
+		return s
+	}
+	if n := r.GetExpiringNotified(); n != nil {
+		if end := n.AsTime(); !w.expiring[r.GetId()].Equal(end) {
+			w.expiring[r.GetId()] = end
+			s += " expiring, ends " + fmtTS(n)
+		}
+	}
+	return s
 }
 
 // completeIDs completes request IDs from the issuer, listing what sel

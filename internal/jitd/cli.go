@@ -15,6 +15,7 @@ import (
 
 	"github.com/jitgrant/jitgrant/internal/cli"
 	"github.com/jitgrant/jitgrant/internal/kv"
+	"github.com/jitgrant/jitgrant/issuer"
 	"github.com/jitgrant/jitgrant/issuer/attest"
 	"github.com/jitgrant/jitgrant/issuer/notify"
 	"github.com/jitgrant/jitgrant/policy"
@@ -159,6 +160,9 @@ type fileConfig struct {
 	DiskReserveMiB   int64                `yaml:"disk_reserve_mib"`
 	PolicySettle     time.Duration        `yaml:"policy_settle"`
 	Limits           Limits               `yaml:"limits"`
+	// ExpiringLead: how long before a grant's end the expiring notice
+	// goes; 0 turns it off.
+	ExpiringLead time.Duration `yaml:"expiring_lead"`
 }
 
 func serveCommand(stderr io.Writer) *cobra.Command {
@@ -195,12 +199,19 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 			if fc.DiskReserveMiB < 0 {
 				return fmt.Errorf("jitd: serve: --disk-reserve-mib %d: must not be negative", fc.DiskReserveMiB)
 			}
+			if fc.ExpiringLead < 0 {
+				return fmt.Errorf("jitd: serve: --expiring-lead %v: must not be negative (0 turns the expiring notice off)", fc.ExpiringLead)
+			}
+			expiringLead := fc.ExpiringLead
+			if expiringLead == 0 {
+				expiringLead = -1 // off (ServeConfig's zero is the default)
+			}
 			sc := ServeConfig{
 				Dir: DataDir(fc.DataDir), Listen: fc.Listen, PolicyPath: fc.Policy,
 				MetricsListen: fc.MetricsListen, Passphrase: pass, MaxTTLCap: fc.MaxTTLCap, Logger: logger,
 				WorkloadSocket: fc.WorkloadSocket, Entries: fc.Entries, Webhooks: fc.Webhooks,
 				DiskReserve:  fc.DiskReserveMiB << 20,
-				PolicySettle: fc.PolicySettle, Limits: fc.Limits,
+				PolicySettle: fc.PolicySettle, Limits: fc.Limits, ExpiringLead: expiringLead,
 			}
 			s, err := Start(ctx, sc)
 			if errors.Is(err, kv.ErrDiskFull) {
@@ -240,7 +251,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "", "YAML configuration file (keys: data_dir, listen, policy, metrics_listen, log_json, max_ttl_cap, ca_passphrase_file, workload_socket, entries, webhooks, disk_reserve_mib, policy_settle, limits)")
+	f.StringVar(&configPath, "config", "", "YAML configuration file (keys: data_dir, listen, policy, metrics_listen, log_json, max_ttl_cap, ca_passphrase_file, workload_socket, entries, webhooks, disk_reserve_mib, policy_settle, limits, expiring_lead)")
 	f.StringVar(&fc.DataDir, "data-dir", "", "data directory made by jitd init")
 	f.StringVar(&fc.Listen, "listen", "127.0.0.1:8443", "issuer API address (mTLS)")
 	f.StringVar(&fc.Policy, "policy", "", "policy file (default <data-dir>/policy.yaml)")
@@ -250,6 +261,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 	f.StringVar(&fc.CAPassphraseFile, "ca-passphrase-file", "", "file holding the CA key's passphrase")
 	f.Int64Var(&fc.DiskReserveMiB, "disk-reserve-mib", 0, "free space (MiB) the database's file system must keep for writes to be accepted (default: 2x memtable + 2x value log + flushes + 16, at least 64)")
 	f.StringVar(&fc.WorkloadSocket, "workload-socket", "", "serve the SPIFFE Workload API on this Unix socket (registration entries come from --config)")
+	f.DurationVar(&fc.ExpiringLead, "expiring-lead", issuer.DefaultExpiringLead, "how long before a grant's end its expiring notice (webhook event expiring) is sent; 0: none")
 	f.DurationVar(&fc.PolicySettle, "policy-settle", policy.DefaultSettle, "how long a changed policy file must stay unchanged before it is applied (a file with a matching checksum line applies at once)")
 	return cmd
 }
@@ -326,6 +338,10 @@ func mergeConfigFile(cmd *cobra.Command, path string, fc *fileConfig) error {
 	fc.Limits = fromFile.Limits
 	if !cmd.Flags().Changed("policy-settle") && fromFile.PolicySettle != 0 {
 		fc.PolicySettle = fromFile.PolicySettle
+	}
+	// A 0 in the file turns the notice off, as --expiring-lead 0 does.
+	if _, ok := keys["expiring_lead"]; ok && !cmd.Flags().Changed("expiring-lead") {
+		fc.ExpiringLead = fromFile.ExpiringLead
 	}
 	if !cmd.Flags().Changed("log-json") && fromFile.LogJSON {
 		fc.LogJSON = true

@@ -1,11 +1,15 @@
 package jitd
 
 import (
+	"context"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jitgrant/jitgrant/issuer"
 )
 
 func TestMergeConfigFile(t *testing.T) {
@@ -47,6 +51,43 @@ func TestMergeConfigFile(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "expiring_lead from the file, the flag's default without it",
+			file: "data_dir: /d\n",
+			check: func(t *testing.T, fc fileConfig) {
+				if fc.ExpiringLead != issuer.DefaultExpiringLead {
+					t.Errorf("expiring_lead %v, want the default %v", fc.ExpiringLead, issuer.DefaultExpiringLead)
+				}
+			},
+		},
+		{
+			name: "expiring_lead in the file",
+			file: "data_dir: /d\nexpiring_lead: 2m\n",
+			check: func(t *testing.T, fc fileConfig) {
+				if fc.ExpiringLead != 2*time.Minute {
+					t.Errorf("expiring_lead %v, want 2m", fc.ExpiringLead)
+				}
+			},
+		},
+		{
+			name: "expiring_lead 0 in the file turns the notice off",
+			file: "data_dir: /d\nexpiring_lead: 0s\n",
+			check: func(t *testing.T, fc fileConfig) {
+				if fc.ExpiringLead != 0 {
+					t.Errorf("expiring_lead %v, want 0 (off)", fc.ExpiringLead)
+				}
+			},
+		},
+		{
+			name:  "--expiring-lead wins",
+			file:  "data_dir: /d\nexpiring_lead: 2m\n",
+			flags: []string{"--expiring-lead", "90s"},
+			check: func(t *testing.T, fc fileConfig) {
+				if fc.ExpiringLead != 90*time.Second {
+					t.Errorf("expiring_lead %v, want the flag's 1m30s", fc.ExpiringLead)
+				}
+			},
+		},
 		{name: "unknown key", file: "data_dir: /d\nlisen: x\n", wantErr: "field lisen not found"},
 		{name: "not YAML", file: "data_dir: [\n", wantErr: "--config"},
 	}
@@ -63,6 +104,7 @@ func TestMergeConfigFile(t *testing.T) {
 			var fc fileConfig
 			fc.Listen, _ = cmd.Flags().GetString("listen")
 			fc.MetricsListen, _ = cmd.Flags().GetString("metrics-listen")
+			fc.ExpiringLead, _ = cmd.Flags().GetDuration("expiring-lead")
 			err := mergeConfigFile(cmd, path, &fc)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -75,5 +117,15 @@ func TestMergeConfigFile(t *testing.T) {
 			}
 			tt.check(t, fc)
 		})
+	}
+}
+
+// TestServeRefusesNegativeExpiringLead: a negative lead time is refused by
+// name before anything starts.
+func TestServeRefusesNegativeExpiringLead(t *testing.T) {
+	var stderr strings.Builder
+	code := Main(context.Background(), []string{"serve", "--data-dir", t.TempDir(), "--expiring-lead", "-1m"}, io.Discard, &stderr)
+	if want := "--expiring-lead -1m0s: must not be negative"; code != 1 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr.String(), want)
 	}
 }

@@ -57,6 +57,10 @@ type ServeConfig struct {
 	// Limits bound connections, streams and handshakes; zero fields take
 	// DefaultLimits.
 	Limits Limits
+	// ExpiringLead is how long before a grant's end its expiring notice
+	// (webhook event expiring) is sent (issuer.Config.ExpiringLead).
+	// Default issuer.DefaultExpiringLead (5m); negative sends none.
+	ExpiringLead time.Duration
 	// SweepEvery is how often timeouts, scheduled starts and expiries are
 	// processed. Default 1s.
 	SweepEvery time.Duration
@@ -191,7 +195,7 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	}
 	s.issuer, err = issuer.New(issuer.Config{
 		CA: c, Store: store, Policies: policies, ID: s.id, Clock: cfg.Clock, Logger: cfg.Logger,
-		OnChange: s.notifier.OnChange, MinTTL: cfg.MinTTL,
+		OnChange: s.notifier.OnChange, MinTTL: cfg.MinTTL, ExpiringLead: cfg.ExpiringLead,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)

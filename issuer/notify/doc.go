@@ -1,5 +1,6 @@
 // Package notify delivers jitgrant events to webhooks: a request created,
-// decided, a grant issued or revoked, a break-glass request.
+// decided, a grant issued, expiring soon, revoked or expired, a break-glass
+// request.
 //
 // # Contract
 //

@@ -27,6 +27,10 @@ const (
 	// KindRevoked: a grant was revoked: by someone, on reaching its use
 	// limit, or by the issuer when it could not be issued (see Cause).
 	KindRevoked Kind = "revoked"
+	// KindExpiring: a grant's end is near (the issuer's expiring lead time
+	// away, 5 minutes by default; NotAfter says when): sent once per grant
+	// per end, never for a grant that ended first.
+	KindExpiring Kind = "expiring"
 	// KindExpired: a grant reached its end, or its end passed before it
 	// could be issued (see Cause).
 	KindExpired Kind = "expired"
@@ -38,7 +42,7 @@ const (
 	KindReviewed Kind = "reviewed"
 )
 
-var kinds = []Kind{KindCreated, KindDecided, KindIssued, KindRevoked, KindExpired, KindBreakGlass, KindReviewed}
+var kinds = []Kind{KindCreated, KindDecided, KindIssued, KindRevoked, KindExpiring, KindExpired, KindBreakGlass, KindReviewed}
 
 // Kinds returns every kind, in lifecycle order.
 func Kinds() []Kind { return slices.Clone(kinds) }
@@ -101,6 +105,7 @@ type Event struct {
 //	request.canceled, request.timed_out decided
 //	grant.issued                       issued (BreakGlass set for break-glass)
 //	grant.revoked                      revoked
+//	grant.expiring                     expiring (NotAfter: the end it is for)
 //	grant.expired                      expired
 //
 // Anything else gives no event. A break-glass request thus gives
@@ -127,6 +132,8 @@ func FromChange(r *issuer.Request, action audit.Action) (Event, bool) {
 		kind = KindRevoked
 	case audit.ActionGrantReviewed:
 		kind = KindReviewed
+	case audit.ActionGrantExpiring:
+		kind = KindExpiring
 	case audit.ActionGrantExpired:
 		kind = KindExpired
 	default:
@@ -215,6 +222,8 @@ func (ev *Event) summary() string {
 		}
 	case KindRevoked:
 		s = fmt.Sprintf(":no_entry_sign: grant %s of %s revoked by %s", id, who, esc(ev.EndedBy))
+	case KindExpiring:
+		s = fmt.Sprintf(":hourglass_flowing_sand: grant %s of %s for %s expires at %s", id, who, scopes, ev.NotAfter.UTC().Format(time.RFC3339))
 	case KindExpired:
 		s = fmt.Sprintf(":stopwatch: grant %s of %s expired", id, who)
 	case KindReviewed:

@@ -110,6 +110,11 @@ func TestFromChange(t *testing.T) {
 			wantText: ":no_entry_sign: grant r01j0000000000000000000000 of " + alice + " revoked by spiffe://example.org/jitd — use limit reached",
 		},
 		{
+			name: "grant expiring", r: request(issuer.StateIssued, func(r *issuer.Request) { r.NotAfter, r.ExpiringNotified = t0.Add(5*time.Minute), t0.Add(5*time.Minute) }),
+			action: audit.ActionGrantExpiring, want: notify.KindExpiring,
+			wantText: ":hourglass_flowing_sand: grant r01j0000000000000000000000 of " + alice + " for " + scopes + " expires at 2030-01-02T03:09:05Z",
+		},
+		{
 			name: "grant expired", r: request(issuer.StateExpired, func(r *issuer.Request) { r.EndCause = issuer.EndExpired }),
 			action: audit.ActionGrantExpired, want: notify.KindExpired, wantCause: issuer.EndExpired,
 			wantText: ":stopwatch: grant r01j0000000000000000000000 of " + alice + " expired",

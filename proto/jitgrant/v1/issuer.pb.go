@@ -472,8 +472,13 @@ type AccessRequest struct {
 	// "approved" or "denied"; empty while it needs review (and for other
 	// requests).
 	ReviewVerdict string `protobuf:"bytes,24,opt,name=review_verdict,json=reviewVerdict,proto3" json:"review_verdict,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The grant end for which the issuer sent its expiring notice (the
+	// webhook event expiring, audit action grant.expiring), a lead time before
+	// that end; equal to not_after once the notice for the current end was
+	// sent, unset before.
+	ExpiringNotified *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=expiring_notified,json=expiringNotified,proto3" json:"expiring_notified,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *AccessRequest) Reset() {
@@ -672,6 +677,13 @@ func (x *AccessRequest) GetReviewVerdict() string {
 		return x.ReviewVerdict
 	}
 	return ""
+}
+
+func (x *AccessRequest) GetExpiringNotified() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiringNotified
+	}
+	return nil
 }
 
 type CreateRequestRequest struct {
@@ -2057,7 +2069,7 @@ const file_issuer_proto_rawDesc = "" +
 	"\bapprover\x18\x01 \x01(\tR\bapprover\x12\x18\n" +
 	"\aapprove\x18\x02 \x01(\bR\aapprove\x12\x18\n" +
 	"\acomment\x18\x03 \x01(\tR\acomment\x12.\n" +
-	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xb3\a\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xfc\a\n" +
 	"\rAccessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\trequester\x18\x02 \x01(\tR\trequester\x12(\n" +
@@ -2088,7 +2100,8 @@ const file_issuer_proto_rawDesc = "" +
 	"\n" +
 	"end_reason\x18\x16 \x01(\tR\tendReason\x12\x12\n" +
 	"\x04uses\x18\x17 \x01(\rR\x04uses\x12%\n" +
-	"\x0ereview_verdict\x18\x18 \x01(\tR\rreviewVerdict\"\xab\x02\n" +
+	"\x0ereview_verdict\x18\x18 \x01(\tR\rreviewVerdict\x12G\n" +
+	"\x11expiring_notified\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\x10expiringNotified\"\xab\x02\n" +
 	"\x14CreateRequestRequest\x12*\n" +
 	"\x06scopes\x18\x01 \x03(\v2\x12.jitgrant.v1.ScopeR\x06scopes\x12+\n" +
 	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x16\n" +
@@ -2278,54 +2291,55 @@ var file_issuer_proto_depIdxs = []int32{
 	31, // 13: jitgrant.v1.AccessRequest.review_deadline:type_name -> google.protobuf.Timestamp
 	31, // 14: jitgrant.v1.AccessRequest.start_time:type_name -> google.protobuf.Timestamp
 	31, // 15: jitgrant.v1.AccessRequest.not_after:type_name -> google.protobuf.Timestamp
-	2,  // 16: jitgrant.v1.CreateRequestRequest.scopes:type_name -> jitgrant.v1.Scope
-	30, // 17: jitgrant.v1.CreateRequestRequest.ttl:type_name -> google.protobuf.Duration
-	31, // 18: jitgrant.v1.CreateRequestRequest.start_time:type_name -> google.protobuf.Timestamp
-	6,  // 19: jitgrant.v1.CreateRequestResponse.request:type_name -> jitgrant.v1.AccessRequest
-	4,  // 20: jitgrant.v1.CreateRequestResponse.decision:type_name -> jitgrant.v1.Decision
-	0,  // 21: jitgrant.v1.ListRequestsRequest.states:type_name -> jitgrant.v1.State
-	6,  // 22: jitgrant.v1.ListRequestsResponse.requests:type_name -> jitgrant.v1.AccessRequest
-	6,  // 23: jitgrant.v1.ReviewResponse.request:type_name -> jitgrant.v1.AccessRequest
-	30, // 24: jitgrant.v1.RevokeGrantRequest.ack_timeout:type_name -> google.protobuf.Duration
-	6,  // 25: jitgrant.v1.RevokeGrantResponse.request:type_name -> jitgrant.v1.AccessRequest
-	6,  // 26: jitgrant.v1.FetchGrantResponse.request:type_name -> jitgrant.v1.AccessRequest
-	0,  // 27: jitgrant.v1.WatchRequestsRequest.states:type_name -> jitgrant.v1.State
-	6,  // 28: jitgrant.v1.RequestEvent.request:type_name -> jitgrant.v1.AccessRequest
-	31, // 29: jitgrant.v1.Revocation.not_after:type_name -> google.protobuf.Timestamp
-	26, // 30: jitgrant.v1.RevocationEvent.revoked:type_name -> jitgrant.v1.Revocation
-	31, // 31: jitgrant.v1.RevocationEvent.time:type_name -> google.protobuf.Timestamp
-	30, // 32: jitgrant.v1.RevocationEvent.heartbeat_interval:type_name -> google.protobuf.Duration
-	7,  // 33: jitgrant.v1.Issuer.CreateRequest:input_type -> jitgrant.v1.CreateRequestRequest
-	9,  // 34: jitgrant.v1.Issuer.GetRequest:input_type -> jitgrant.v1.GetRequestRequest
-	10, // 35: jitgrant.v1.Issuer.ListRequests:input_type -> jitgrant.v1.ListRequestsRequest
-	12, // 36: jitgrant.v1.Issuer.ApproveRequest:input_type -> jitgrant.v1.ReviewRequest
-	12, // 37: jitgrant.v1.Issuer.DenyRequest:input_type -> jitgrant.v1.ReviewRequest
-	14, // 38: jitgrant.v1.Issuer.CancelRequest:input_type -> jitgrant.v1.CancelRequestRequest
-	15, // 39: jitgrant.v1.Issuer.RevokeGrant:input_type -> jitgrant.v1.RevokeGrantRequest
-	17, // 40: jitgrant.v1.Issuer.FetchGrant:input_type -> jitgrant.v1.FetchGrantRequest
-	19, // 41: jitgrant.v1.Issuer.WatchRequests:input_type -> jitgrant.v1.WatchRequestsRequest
-	21, // 42: jitgrant.v1.Issuer.ExportAudit:input_type -> jitgrant.v1.ExportAuditRequest
-	23, // 43: jitgrant.v1.Issuer.WatchRevocations:input_type -> jitgrant.v1.WatchRevocationsRequest
-	28, // 44: jitgrant.v1.Issuer.ReportUse:input_type -> jitgrant.v1.ReportUseRequest
-	24, // 45: jitgrant.v1.Issuer.AckRevocations:input_type -> jitgrant.v1.AckRevocationsRequest
-	8,  // 46: jitgrant.v1.Issuer.CreateRequest:output_type -> jitgrant.v1.CreateRequestResponse
-	6,  // 47: jitgrant.v1.Issuer.GetRequest:output_type -> jitgrant.v1.AccessRequest
-	11, // 48: jitgrant.v1.Issuer.ListRequests:output_type -> jitgrant.v1.ListRequestsResponse
-	13, // 49: jitgrant.v1.Issuer.ApproveRequest:output_type -> jitgrant.v1.ReviewResponse
-	13, // 50: jitgrant.v1.Issuer.DenyRequest:output_type -> jitgrant.v1.ReviewResponse
-	6,  // 51: jitgrant.v1.Issuer.CancelRequest:output_type -> jitgrant.v1.AccessRequest
-	16, // 52: jitgrant.v1.Issuer.RevokeGrant:output_type -> jitgrant.v1.RevokeGrantResponse
-	18, // 53: jitgrant.v1.Issuer.FetchGrant:output_type -> jitgrant.v1.FetchGrantResponse
-	20, // 54: jitgrant.v1.Issuer.WatchRequests:output_type -> jitgrant.v1.RequestEvent
-	22, // 55: jitgrant.v1.Issuer.ExportAudit:output_type -> jitgrant.v1.ExportAuditChunk
-	27, // 56: jitgrant.v1.Issuer.WatchRevocations:output_type -> jitgrant.v1.RevocationEvent
-	29, // 57: jitgrant.v1.Issuer.ReportUse:output_type -> jitgrant.v1.ReportUseResponse
-	25, // 58: jitgrant.v1.Issuer.AckRevocations:output_type -> jitgrant.v1.AckRevocationsResponse
-	46, // [46:59] is the sub-list for method output_type
-	33, // [33:46] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	31, // 16: jitgrant.v1.AccessRequest.expiring_notified:type_name -> google.protobuf.Timestamp
+	2,  // 17: jitgrant.v1.CreateRequestRequest.scopes:type_name -> jitgrant.v1.Scope
+	30, // 18: jitgrant.v1.CreateRequestRequest.ttl:type_name -> google.protobuf.Duration
+	31, // 19: jitgrant.v1.CreateRequestRequest.start_time:type_name -> google.protobuf.Timestamp
+	6,  // 20: jitgrant.v1.CreateRequestResponse.request:type_name -> jitgrant.v1.AccessRequest
+	4,  // 21: jitgrant.v1.CreateRequestResponse.decision:type_name -> jitgrant.v1.Decision
+	0,  // 22: jitgrant.v1.ListRequestsRequest.states:type_name -> jitgrant.v1.State
+	6,  // 23: jitgrant.v1.ListRequestsResponse.requests:type_name -> jitgrant.v1.AccessRequest
+	6,  // 24: jitgrant.v1.ReviewResponse.request:type_name -> jitgrant.v1.AccessRequest
+	30, // 25: jitgrant.v1.RevokeGrantRequest.ack_timeout:type_name -> google.protobuf.Duration
+	6,  // 26: jitgrant.v1.RevokeGrantResponse.request:type_name -> jitgrant.v1.AccessRequest
+	6,  // 27: jitgrant.v1.FetchGrantResponse.request:type_name -> jitgrant.v1.AccessRequest
+	0,  // 28: jitgrant.v1.WatchRequestsRequest.states:type_name -> jitgrant.v1.State
+	6,  // 29: jitgrant.v1.RequestEvent.request:type_name -> jitgrant.v1.AccessRequest
+	31, // 30: jitgrant.v1.Revocation.not_after:type_name -> google.protobuf.Timestamp
+	26, // 31: jitgrant.v1.RevocationEvent.revoked:type_name -> jitgrant.v1.Revocation
+	31, // 32: jitgrant.v1.RevocationEvent.time:type_name -> google.protobuf.Timestamp
+	30, // 33: jitgrant.v1.RevocationEvent.heartbeat_interval:type_name -> google.protobuf.Duration
+	7,  // 34: jitgrant.v1.Issuer.CreateRequest:input_type -> jitgrant.v1.CreateRequestRequest
+	9,  // 35: jitgrant.v1.Issuer.GetRequest:input_type -> jitgrant.v1.GetRequestRequest
+	10, // 36: jitgrant.v1.Issuer.ListRequests:input_type -> jitgrant.v1.ListRequestsRequest
+	12, // 37: jitgrant.v1.Issuer.ApproveRequest:input_type -> jitgrant.v1.ReviewRequest
+	12, // 38: jitgrant.v1.Issuer.DenyRequest:input_type -> jitgrant.v1.ReviewRequest
+	14, // 39: jitgrant.v1.Issuer.CancelRequest:input_type -> jitgrant.v1.CancelRequestRequest
+	15, // 40: jitgrant.v1.Issuer.RevokeGrant:input_type -> jitgrant.v1.RevokeGrantRequest
+	17, // 41: jitgrant.v1.Issuer.FetchGrant:input_type -> jitgrant.v1.FetchGrantRequest
+	19, // 42: jitgrant.v1.Issuer.WatchRequests:input_type -> jitgrant.v1.WatchRequestsRequest
+	21, // 43: jitgrant.v1.Issuer.ExportAudit:input_type -> jitgrant.v1.ExportAuditRequest
+	23, // 44: jitgrant.v1.Issuer.WatchRevocations:input_type -> jitgrant.v1.WatchRevocationsRequest
+	28, // 45: jitgrant.v1.Issuer.ReportUse:input_type -> jitgrant.v1.ReportUseRequest
+	24, // 46: jitgrant.v1.Issuer.AckRevocations:input_type -> jitgrant.v1.AckRevocationsRequest
+	8,  // 47: jitgrant.v1.Issuer.CreateRequest:output_type -> jitgrant.v1.CreateRequestResponse
+	6,  // 48: jitgrant.v1.Issuer.GetRequest:output_type -> jitgrant.v1.AccessRequest
+	11, // 49: jitgrant.v1.Issuer.ListRequests:output_type -> jitgrant.v1.ListRequestsResponse
+	13, // 50: jitgrant.v1.Issuer.ApproveRequest:output_type -> jitgrant.v1.ReviewResponse
+	13, // 51: jitgrant.v1.Issuer.DenyRequest:output_type -> jitgrant.v1.ReviewResponse
+	6,  // 52: jitgrant.v1.Issuer.CancelRequest:output_type -> jitgrant.v1.AccessRequest
+	16, // 53: jitgrant.v1.Issuer.RevokeGrant:output_type -> jitgrant.v1.RevokeGrantResponse
+	18, // 54: jitgrant.v1.Issuer.FetchGrant:output_type -> jitgrant.v1.FetchGrantResponse
+	20, // 55: jitgrant.v1.Issuer.WatchRequests:output_type -> jitgrant.v1.RequestEvent
+	22, // 56: jitgrant.v1.Issuer.ExportAudit:output_type -> jitgrant.v1.ExportAuditChunk
+	27, // 57: jitgrant.v1.Issuer.WatchRevocations:output_type -> jitgrant.v1.RevocationEvent
+	29, // 58: jitgrant.v1.Issuer.ReportUse:output_type -> jitgrant.v1.ReportUseResponse
+	25, // 59: jitgrant.v1.Issuer.AckRevocations:output_type -> jitgrant.v1.AckRevocationsResponse
+	47, // [47:60] is the sub-list for method output_type
+	34, // [34:47] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_issuer_proto_init() }
