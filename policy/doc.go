@@ -76,6 +76,31 @@
 //	    break_glass: true                            # optional; default false
 //	    pending_timeout: 2h
 //
+//	  - name: ledger-writeoff
+//	    description: write-offs need an open ticket; its assignee gets one at once
+//	    requesters: ["spiffe://example.org/person/*"]
+//	    scopes:
+//	      - method: /bank.v1.Ledger/WriteOff
+//	        resources: ["accounts/*"]
+//	    max_ttl: 15m
+//	    reason:
+//	      required: true
+//	      pattern: '^(?P<ticket>INC-[0-9]+): .+'     # a group named ticket (or the first group) is the ticket ID
+//	    ticket_check: tracker                        # optional: jitd's ticket checker must find the ticket open
+//	    on_error: deny                               # optional: deny (default) or needs_approval when a check fails
+//	    approvals:
+//	      - {count: 1, from: [sre]}
+//	    auto_approve: 'requester_path == "/person/" + ticket.assignee'   # ticket.id, .exists, .open, .assignee
+//
+//	  - name: oncall-read
+//	    description: on-call SREs get read access auto-approved for 30 minutes
+//	    requesters: [sre]
+//	    scopes:
+//	      - method: /bank.v1.Ledger/ListTransactions
+//	    approvals:
+//	      - {count: 1, from: [leads]}
+//	    auto_approve: 'oncall.now && "sre-primary" in oncall.schedules && ttl <= duration("30m")'
+//
 // Durations are Go durations ("90s", "15m", "1h30m"). Unknown keys, wrong
 // types, duplicate keys, several YAML documents, and anchors or aliases are
 // errors.
