@@ -49,7 +49,11 @@ func (s *Source) call(ctx context.Context, ep *endpoint, req, out any) error {
 	if len(answer) > maxAnswer {
 		return fmt.Errorf("%s: answer larger than %d bytes", ep.safe, maxAnswer)
 	}
-	if err := notify.Verify(ep.secret, answer, resp.Header.Get(notify.HeaderSignature), s.clock(), 0); err != nil {
+	sig := resp.Header.Get(notify.HeaderSignature)
+	if sig == "" {
+		return fmt.Errorf("%s: answer refused: not signed (no %s header)", ep.safe, notify.HeaderSignature)
+	}
+	if err := notify.Verify(ep.secret, answer, sig, s.clock(), 0); err != nil {
 		return fmt.Errorf("%s: answer refused: %w", ep.safe, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(answer))
