@@ -34,37 +34,44 @@ func (s *Source) call(ctx context.Context, ep *endpoint, req, out any) error {
 	resp, err := s.client.Do(hr)
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("%s did not answer within %s", ep.safe, ep.timeout)
+			return fmt.Errorf("did not answer within %s", ep.timeout)
 		}
-		return fmt.Errorf("%s: %w", ep.safe, unwrapURL(err))
+		return &unreachable{unwrapURL(err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s answered %s", ep.safe, resp.Status)
+		return fmt.Errorf("answered %s", resp.Status)
 	}
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
-		return fmt.Errorf("%s: reading the answer: %w", ep.safe, unwrapURL(err))
+		return &unreachable{unwrapURL(err)}
 	}
 	if len(answer) > maxAnswer {
-		return fmt.Errorf("%s: answer larger than %d bytes", ep.safe, maxAnswer)
+		return fmt.Errorf("answer larger than %d bytes", maxAnswer)
 	}
 	sig := resp.Header.Get(notify.HeaderSignature)
 	if sig == "" {
-		return fmt.Errorf("%s: answer refused: not signed (no %s header)", ep.safe, notify.HeaderSignature)
+		return fmt.Errorf("answer refused: not signed (no %s header)", notify.HeaderSignature)
 	}
 	if err := notify.Verify(ep.secret, answer, sig, s.clock(), 0); err != nil {
-		return fmt.Errorf("%s: answer refused: %w", ep.safe, err)
+		return fmt.Errorf("answer refused: %w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(answer))
 	if err := dec.Decode(out); err != nil {
-		return fmt.Errorf("%s: answer is not the expected JSON: %v", ep.safe, err)
+		return fmt.Errorf("answer is not the expected JSON: %v", err)
 	}
 	if dec.More() {
-		return fmt.Errorf("%s: answer has data after its JSON object", ep.safe)
+		return errors.New("answer has data after its JSON object")
 	}
 	return nil
 }
+
+// unreachable is a failed connection: the policy (and so the requester)
+// is told that much, the log gets the detail.
+type unreachable struct{ err error }
+
+func (u *unreachable) Error() string { return "could not be reached" }
+func (u *unreachable) Unwrap() error { return u.err }
 
 // unwrapURL drops the *url.Error wrapper, whose message quotes the URL.
 func unwrapURL(err error) error {
@@ -92,7 +99,7 @@ func (s *Source) ticket(ctx context.Context, requester spiffeid.ID, need policy.
 	name, id := need.TicketChecker, need.TicketID
 	ep := s.checkers[name]
 	if ep == nil {
-		return &policy.Ticket{ID: id, Err: s.failed("ticket", name, need.Rule, requester,
+		return &policy.Ticket{ID: id, Err: s.failed("ticket", name, "", need.Rule, requester,
 			fmt.Errorf("no ticket checker named %q is configured (ticket_checkers in jitd.yaml)", name))}
 	}
 	if v, ok := ep.cache.get(id, s.clock()); ok {
@@ -105,15 +112,15 @@ func (s *Source) ticket(ctx context.Context, requester spiffeid.ID, need policy.
 	if err == nil {
 		switch {
 		case a.Ticket == nil || a.Exists == nil || a.Open == nil:
-			err = fmt.Errorf("%s: answer lacks ticket, exists or open", ep.safe)
+			err = errors.New("answer lacks ticket, exists or open")
 		case *a.Ticket != id:
-			err = fmt.Errorf("%s: answer is about ticket %q, not %q", ep.safe, *a.Ticket, id)
+			err = fmt.Errorf("answer is about ticket %q, not %q", *a.Ticket, id)
 		case len(a.Assignee) > 256:
-			err = fmt.Errorf("%s: assignee longer than 256 bytes", ep.safe)
+			err = errors.New("assignee longer than 256 bytes")
 		}
 	}
 	if err != nil {
-		return &policy.Ticket{ID: id, Err: s.failed("ticket", name, need.Rule, requester, err)}
+		return &policy.Ticket{ID: id, Err: s.failed("ticket", name, ep.safe, need.Rule, requester, err)}
 	}
 	s.count("ticket", name, "ok")
 	t := policy.Ticket{ID: id, Exists: *a.Exists, Open: *a.Open && *a.Exists, Assignee: a.Assignee}
@@ -138,7 +145,7 @@ func (s *Source) onCall(ctx context.Context, requester spiffeid.ID) *policy.OnCa
 		now, scheds := s.rota.onCall(requester.String(), s.clock())
 		return &policy.OnCall{Now: now, Schedules: scheds}
 	case s.oncall == nil:
-		return &policy.OnCall{Err: s.failed("oncall", "none", "", requester, errors.New("no on-call source is configured (oncall in jitd.yaml)"))}
+		return &policy.OnCall{Err: s.failed("oncall", "none", "", "", requester, errors.New("no on-call source is configured (oncall in jitd.yaml)"))}
 	}
 	ep, who := s.oncall, requester.String()
 	if v, ok := ep.cache.get(who, s.clock()); ok {
@@ -151,15 +158,15 @@ func (s *Source) onCall(ctx context.Context, requester spiffeid.ID) *policy.OnCa
 	if err == nil {
 		switch {
 		case a.Requester == nil || a.OnCall == nil:
-			err = fmt.Errorf("%s: answer lacks requester or on_call", ep.safe)
+			err = errors.New("answer lacks requester or on_call")
 		case *a.Requester != who:
-			err = fmt.Errorf("%s: answer is about %q, not %q", ep.safe, *a.Requester, who)
+			err = fmt.Errorf("answer is about %q, not %q", *a.Requester, who)
 		case len(a.Schedules) > 64:
-			err = fmt.Errorf("%s: more than 64 schedules", ep.safe)
+			err = errors.New("more than 64 schedules")
 		}
 	}
 	if err != nil {
-		return &policy.OnCall{Err: s.failed("oncall", "http", "", requester, err)}
+		return &policy.OnCall{Err: s.failed("oncall", "http", ep.safe, "", requester, err)}
 	}
 	s.count("oncall", "http", "ok")
 	o := policy.OnCall{Now: *a.OnCall, Schedules: a.Schedules}

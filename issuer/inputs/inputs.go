@@ -250,10 +250,18 @@ func (s *Source) count(input, source, result string) {
 	s.metrics.WithLabelValues(input, source, result).Inc()
 }
 
-func (s *Source) failed(input, source, rule string, requester spiffeid.ID, err error) string {
+// failed counts and logs a failed fetch, and returns what the policy is
+// told (it may reach the requester: no URL, no network detail).
+func (s *Source) failed(input, source, url, rule string, requester spiffeid.ID, err error) string {
 	s.count(input, source, "error")
-	s.log.Warn("inputs: policy input failed; the rule's on_error decides", "input", input, "source", source,
-		"rule", rule, "requester", requester.String(), "error", err)
+	attrs := []any{"input", input, "source", source, "rule", rule, "requester", requester.String(), "error", err}
+	if url != "" {
+		attrs = append(attrs, "url", url)
+	}
+	if u, ok := err.(*unreachable); ok {
+		attrs = append(attrs, "detail", u.err)
+	}
+	s.log.Warn("inputs: policy input failed; the rule's on_error decides", attrs...)
 	return err.Error()
 }
 
