@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -104,4 +105,18 @@ func TestTicketCheckAndOnCall(t *testing.T) {
 	r := e.ok(bob, append([]string{"request", "--out", filepath.Join(t.TempDir(), "g")}, read...)...)
 	id, _, _ = strings.Cut(r.stdout, "\n")
 	e.wantState(bob, id, pb.State_STATE_PENDING)
+
+	// A bad checker stops jitd at start, naming it.
+	if err := e.srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.srv = nil
+	bad := e.cfg
+	bad.TicketCheckers = []inputs.Endpoint{{Name: "tracker", URL: "http://tickets.example.org/check", SecretFile: secretFile}}
+	if srv, err := jitd.Start(context.Background(), bad); err == nil {
+		srv.Stop()
+		t.Fatal("jitd started with a plain http ticket checker off loopback")
+	} else if !strings.Contains(err.Error(), "jitd: policy inputs: inputs: ticket_checkers[0] (tracker): url: plain http") {
+		t.Errorf("Start: %v", err)
+	}
 }

@@ -176,6 +176,8 @@ func New(cfg Config) (*Source, error) {
 	}
 	if o := cfg.OnCall; o != nil {
 		switch {
+		case o.Name != "":
+			return nil, errors.New("inputs: oncall: name: not used for the on-call source; remove it")
 		case o.File != "" && o.URL != "":
 			return nil, errors.New("inputs: oncall: give file or url, not both")
 		case o.File != "":

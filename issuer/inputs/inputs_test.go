@@ -327,6 +327,7 @@ func TestConfigRejects(t *testing.T) {
 		{name: "short secret", cfg: Config{TicketCheckers: []Endpoint{{Name: "t", URL: "https://x.example", SecretFile: short}}}, want: "secret_file:"},
 		{name: "no secret", cfg: Config{TicketCheckers: []Endpoint{{Name: "t", URL: "https://x.example"}}}, want: "secret_file: missing"},
 		{name: "cache too long", cfg: Config{TicketCheckers: []Endpoint{{Name: "t", URL: "https://x.example", SecretFile: good, CacheTTL: 2 * time.Hour}}}, want: "cache_ttl 2h0m0s"},
+		{name: "oncall name", cfg: Config{OnCall: &OnCallSource{Endpoint: Endpoint{Name: "x", URL: "https://x.example"}}}, want: "oncall: name: not used"},
 		{name: "oncall both", cfg: Config{OnCall: &OnCallSource{File: "x", Endpoint: Endpoint{URL: "https://x.example"}}}, want: "give file or url, not both"},
 		{name: "oncall file unknown key", cfg: Config{OnCall: &OnCallSource{File: rota("schedules:\n  - name: a\n    people: []\n")}}, want: "line 3: field people not found"},
 		{name: "oncall file bad member", cfg: Config{OnCall: &OnCallSource{File: rota("schedules:\n  - name: a\n    rotation: {start: 2025-01-01T00:00:00Z, shift: 24h, members: [bob]}\n")}}, want: `schedules[0].rotation.members[0] "bob": not a SPIFFE ID`},
