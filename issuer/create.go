@@ -128,10 +128,16 @@ func (is *Issuer) Create(ctx context.Context, caller spiffeid.ID, in CreateInput
 	if err != nil {
 		return nil, policy.Decision{}, err
 	}
-	d := p.Decide(policy.Request{
+	preq := policy.Request{
 		Requester: caller, Scopes: in.Scopes, TTL: in.TTL, Reason: in.Reason,
 		Time: now, BreakGlass: in.BreakGlass, UseLimit: in.UseLimit,
-	})
+	}
+	if need := p.Needs(preq); is.cfg.Inputs != nil && (need.TicketID != "" || need.OnCall) {
+		// Fetched before deciding, so that the decision is a pure function
+		// of its input.
+		preq.Ticket, preq.OnCall = is.cfg.Inputs.Fetch(ctx, caller, need)
+	}
+	d := p.Decide(preq)
 	if in.DryRun {
 		return nil, d, nil
 	}

@@ -27,6 +27,14 @@ type Policies interface {
 	Current() *policy.Policy
 }
 
+// InputSource fetches the facts the rule matching a request needs before
+// the policy decides it (see policy.Needs): a ticket check, the requester's
+// on-call status. It must not fail: a fetch that fails returns its input
+// with Err set, for the rule's on_error. inputs.Source implements it.
+type InputSource interface {
+	Fetch(ctx context.Context, requester spiffeid.ID, need policy.Needs) (*policy.Ticket, *policy.OnCall)
+}
+
 // Config configures an Issuer.
 type Config struct {
 	// CA mints grant SVIDs. Required.
@@ -55,6 +63,10 @@ type Config struct {
 	// negative sends none. A grant that lasts no longer than the lead time
 	// gets none: its issued event already says when it ends.
 	ExpiringLead time.Duration
+	// Inputs, if set, fetches what a rule needs before the policy decides.
+	// Without it a rule that needs an input gets none, and its on_error
+	// decides (deny by default).
+	Inputs InputSource
 	// OnChange, if set, is called after every committed change of a
 	// request (for notifications); it must not block.
 	OnChange func(r *Request, action audit.Action)

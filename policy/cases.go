@@ -131,7 +131,8 @@ func (c *checker) oneCase(n *yaml.Node, path string) Case {
 }
 
 func (c *checker) caseRequest(n *yaml.Node, path string, req *Request) {
-	m := c.mapping(n, path, "requester", "scopes", "ttl", "reason", "time", "break_glass", "use_limit")
+	m := c.mapping(n, path, "requester", "scopes", "ttl", "reason", "time", "break_glass", "use_limit",
+		"ticket", "oncall")
 	if m == nil {
 		return
 	}
@@ -183,6 +184,62 @@ func (c *checker) caseRequest(n *yaml.Node, path string, req *Request) {
 	if v, ok := m["use_limit"]; ok {
 		req.UseLimit, _ = c.uint32Value(v, join(path, "use_limit"))
 	}
+	c.caseInputs(m, path, req)
+}
+
+// caseInputs parses a case request's ticket and oncall: what the ticket
+// checker and on-call source would answer.
+func (c *checker) caseInputs(m map[string]*yaml.Node, path string, req *Request) {
+	if v, ok := m["ticket"]; ok {
+		tp := join(path, "ticket")
+		tm := c.mapping(v, tp, "id", "exists", "open", "assignee", "error")
+		t := &Ticket{Exists: true}
+		if f, ok := tm["id"]; ok {
+			t.ID, _ = c.str(f, join(tp, "id"))
+		}
+		if f, ok := tm["exists"]; ok {
+			t.Exists, _ = c.boolean(f, join(tp, "exists"))
+		}
+		if f, ok := tm["open"]; !ok && tm != nil && !hasKey(tm, "error") {
+			c.addf(v, join(tp, "open"), "required (true or false), or give error")
+		} else if ok {
+			t.Open, _ = c.boolean(f, join(tp, "open"))
+		}
+		if f, ok := tm["assignee"]; ok {
+			t.Assignee, _ = c.str(f, join(tp, "assignee"))
+		}
+		if f, ok := tm["error"]; ok {
+			if t.Err, _ = c.str(f, join(tp, "error")); t.Err == "" {
+				c.addf(f, join(tp, "error"), "empty: omit error for a check that answered")
+			}
+		}
+		req.Ticket = t
+	}
+	if v, ok := m["oncall"]; ok {
+		op := join(path, "oncall")
+		om := c.mapping(v, op, "now", "schedules", "error")
+		o := &OnCall{}
+		if f, ok := om["now"]; ok {
+			o.Now, _ = c.boolean(f, join(op, "now"))
+		}
+		if f, ok := om["schedules"]; ok {
+			o.Schedules, _ = c.strList(f, join(op, "schedules"))
+			if len(o.Schedules) > 0 {
+				o.Now = true
+			}
+		}
+		if f, ok := om["error"]; ok {
+			if o.Err, _ = c.str(f, join(op, "error")); o.Err == "" {
+				c.addf(f, join(op, "error"), "empty: omit error for a source that answered")
+			}
+		}
+		req.OnCall = o
+	}
+}
+
+func hasKey(m map[string]*yaml.Node, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 func (c *checker) expectation(n *yaml.Node, path string, e *Expectation) {
@@ -240,6 +297,12 @@ func (c *checker) expectation(n *yaml.Node, path string, e *Expectation) {
 func (p *Policy) RunCases(cases []Case) []CaseResult {
 	out := make([]CaseResult, len(cases))
 	for i, cs := range cases {
+		if t := cs.Request.Ticket; t != nil && t.ID == "" {
+			// A case's ticket is the one its reason names unless it says.
+			t2 := *t
+			t2.ID = p.Needs(cs.Request).TicketID
+			cs.Request.Ticket = &t2
+		}
 		d := p.Decide(cs.Request)
 		diff := cs.Expect.diff(d)
 		out[i] = CaseResult{Name: cs.Name, Line: cs.Line, Pass: diff == "", Got: d, Diff: diff}

@@ -16,7 +16,7 @@ func TestExampleCases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cases) != 8 {
+	if len(cases) != 17 {
 		t.Fatalf("%d cases", len(cases))
 	}
 	for _, r := range p.RunCases(cases) {

@@ -25,6 +25,12 @@ func newCELEnv() (*cel.Env, error) {
 		cel.Variable("reason", cel.StringType),
 		cel.Variable("time", cel.TimestampType),
 		cel.Variable("use_limit", cel.IntType),
+		cel.Variable("ticket.id", cel.StringType),
+		cel.Variable("ticket.exists", cel.BoolType),
+		cel.Variable("ticket.open", cel.BoolType),
+		cel.Variable("ticket.assignee", cel.StringType),
+		cel.Variable("oncall.now", cel.BoolType),
+		cel.Variable("oncall.schedules", cel.ListType(cel.StringType)),
 		cel.ParserExpressionSizeLimit(maxExprLength),
 		cel.ParserRecursionLimit(64),
 	)
@@ -91,6 +97,28 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return types.Timestamp{Time: r.Time}, true
 	case "use_limit":
 		return types.Int(r.UseLimit), true
+	case "ticket.id", "ticket.exists", "ticket.open", "ticket.assignee":
+		var t Ticket
+		if r.Ticket != nil && r.Ticket.Err == "" {
+			t = *r.Ticket
+		}
+		switch name {
+		case "ticket.id":
+			return types.String(t.ID), true
+		case "ticket.exists":
+			return types.Bool(t.Exists), true
+		case "ticket.open":
+			return types.Bool(t.Open), true
+		}
+		return types.String(t.Assignee), true
+	case "oncall.now":
+		return types.Bool(r.OnCall != nil && r.OnCall.Err == "" && r.OnCall.Now), true
+	case "oncall.schedules":
+		var l []string
+		if r.OnCall != nil && r.OnCall.Err == "" {
+			l = r.OnCall.Schedules
+		}
+		return types.NewStringList(types.DefaultTypeAdapter, l), true
 	}
 	return nil, false
 }
@@ -173,3 +201,17 @@ func (v *scopeVal) Type() ref.Type { return types.MapType }
 
 // Value implements ref.Val.
 func (v *scopeVal) Value() any { return v.std().Value() }
+
+// readsOnCall reports whether the condition src reads an oncall variable.
+func readsOnCall(env *cel.Env, src string) bool {
+	ast, iss := env.Compile(src)
+	if iss != nil && iss.Err() != nil {
+		return false
+	}
+	for _, ref := range ast.NativeRep().ReferenceMap() {
+		if strings.HasPrefix(ref.Name, "oncall.") {
+			return true
+		}
+	}
+	return false
+}

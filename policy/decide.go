@@ -31,6 +31,12 @@ type Request struct {
 	// UseLimit is the number of calls the grant is to allow; 0 means any
 	// number until expiry.
 	UseLimit uint32
+	// Ticket is the ticket checker's answer, when the matching rule has a
+	// ticket_check (see [Policy.Needs]); nil when not fetched.
+	Ticket *Ticket
+	// OnCall is the requester's on-call status, when the matching rule's
+	// condition reads it; nil when not fetched.
+	OnCall *OnCall
 }
 
 // Outcome is what a decision says to do with a request. The zero value is
@@ -159,11 +165,33 @@ func (p *Policy) Decide(req Request) Decision {
 		d.Outcome = Denied
 		return d
 	}
+	noAuto := false
+	if r.ticketCheck != "" || r.usesOnCall {
+		denied, failed := r.checkInputs(&req)
+		switch {
+		case denied != "":
+			d.Reasons = append(d.Reasons, denied)
+			d.Outcome = Denied
+			return d
+		case failed != "" && r.onError == onErrorNeedsApproval:
+			d.Reasons = append(d.Reasons, failed+" (on_error: needs_approval, so not auto-approved)")
+			noAuto = true
+		case failed != "":
+			d.Reasons = append(d.Reasons, "denied: "+failed+" (on_error: deny)")
+			d.Outcome = Denied
+			return d
+		case r.ticketCheck != "":
+			d.Reasons = append(d.Reasons, r.ticketLine(&req))
+		}
+	}
 	switch {
 	case req.BreakGlass:
 		d.Outcome = BreakGlass
 		d.Factors = r.factorList()
 		d.Reasons = append(d.Reasons, "break-glass: issued at once, flagged and audited; review after the fact: "+strings.TrimPrefix(r.needsLine, "needs "))
+	case noAuto:
+		d.Outcome, d.Factors = NeedsApproval, r.factorList()
+		d.Reasons = append(d.Reasons, r.needsLine)
 	case r.auto != nil:
 		ok, err := evalCondition(r.auto, &req)
 		switch {

@@ -76,6 +76,31 @@
 //	    break_glass: true                            # optional; default false
 //	    pending_timeout: 2h
 //
+//	  - name: ledger-writeoff
+//	    description: write-offs need an open ticket; its assignee gets one at once
+//	    requesters: ["spiffe://example.org/person/*"]
+//	    scopes:
+//	      - method: /bank.v1.Ledger/WriteOff
+//	        resources: ["accounts/*"]
+//	    max_ttl: 15m
+//	    reason:
+//	      required: true
+//	      pattern: '^(?P<ticket>INC-[0-9]+): .+'     # a group named ticket (or the first group) is the ticket ID
+//	    ticket_check: tracker                        # optional: jitd's ticket checker must find the ticket open
+//	    on_error: deny                               # optional: deny (default) or needs_approval when a check fails
+//	    approvals:
+//	      - {count: 1, from: [sre]}
+//	    auto_approve: 'requester_path == "/person/" + ticket.assignee'   # ticket.id, .exists, .open, .assignee
+//
+//	  - name: oncall-read
+//	    description: on-call SREs get read access auto-approved for 30 minutes
+//	    requesters: [sre]
+//	    scopes:
+//	      - method: /bank.v1.Ledger/ListTransactions
+//	    approvals:
+//	      - {count: 1, from: [leads]}
+//	    auto_approve: 'oncall.now && "sre-primary" in oncall.schedules && ttl <= duration("30m")'
+//
 // Durations are Go durations ("90s", "15m", "1h30m"). Unknown keys, wrong
 // types, duplicate keys, several YAML documents, and anchors or aliases are
 // errors.
@@ -110,8 +135,10 @@
 // grant package would reject; a TTL of zero or above the file's max_ttl; a
 // reason pattern that does not compile; a rule without approvals; an approval
 // count below 1, above 16, or a rule needing more than 16 approvers in all
-// (a grant lists at most 16); and an auto_approve condition that does not
-// compile or is not a bool. When the groups of some factors list fixed IDs
+// (a grant lists at most 16); an auto_approve condition that does not
+// compile or is not a bool; a ticket_check whose reason is not required or
+// whose pattern captures no ticket ID; and an on_error other than deny or
+// needs_approval. When the groups of some factors list fixed IDs
 // only, the number of possible approvers is known, and these are errors too:
 // a count larger than the distinct members of its groups; factors that
 // together need more distinct approvers than the groups can supply (an
@@ -164,6 +191,27 @@
 //	reason          string
 //	time            timestamp  the request's time, e.g. time.getHours("UTC") < 18
 //	use_limit       int        0 = unlimited
+//	ticket.id       string     the ticket the reason names (rules with ticket_check)
+//	ticket.exists   bool       the ticket checker's answer
+//	ticket.open     bool
+//	ticket.assignee string     "" when the checker does not say
+//	oncall.now      bool       the requester is on call at the request's time
+//	oncall.schedules list(string) the schedules they are on call for
+//
+// # Ticket checks and on-call
+//
+// A rule with ticket_check names a ticket checker configured in jitd. Its
+// reason must be required and its pattern must capture the ticket ID (the
+// group named "ticket", or the first group). The issuer asks
+// [Policy.Needs] what the matching rule needs, fetches it (the ticket
+// check; the on-call status when the condition reads oncall), and passes
+// it in [Request.Ticket] and [Request.OnCall], so that Decide stays a pure
+// function of its input. After the rule's other checks, a ticket that does
+// not exist or is not open denies the request, naming the ticket. A check
+// that failed, was not made, or answered about another ticket, and an
+// on-call status that is unknown, follow the rule's on_error: deny (the
+// default) or needs_approval (the request waits for approval, never
+// auto-approved).
 //
 // # Approvals
 //
@@ -208,6 +256,9 @@
 //	      time: 2025-01-06T10:00:00Z     # optional, this by default
 //	      break_glass: false             # optional
 //	      use_limit: 0                   # optional
+//	      ticket: {open: true, assignee: bob}     # optional: the checker's answer; id defaults to
+//	                                              # the reason's, exists to true; or {error: "down"}
+//	      oncall: {now: true, schedules: [sre]}   # optional: the on-call source's; or {error: "..."}
 //	    expect:
 //	      outcome: needs_approval        # denied | needs_approval | auto_approved | break_glass
 //	      rule: ledger-refund            # optional; "" expects no rule

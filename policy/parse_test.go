@@ -42,7 +42,7 @@ func TestParseValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("example.yaml: %v", err)
 	}
-	if got := p.RuleNames(); strings.Join(got, ",") != "ledger-read,ledger-refund,ledger-admin-emergency" {
+	if got := p.RuleNames(); strings.Join(got, ",") != "ledger-read,ledger-refund,ledger-admin-emergency,ledger-writeoff,oncall-read" {
 		t.Errorf("RuleNames = %v", got)
 	}
 	if p.MaxTTL() != time.Hour {

@@ -28,11 +28,12 @@ func (b *builder) rules(n *yaml.Node) {
 func (b *builder) rule(path string, n *yaml.Node, env **cel.Env, lines map[string]int) *rule {
 	c := b.c
 	m := c.mapping(n, path, "name", "description", "requesters", "scopes", "max_ttl", "reason",
-		"approvals", "auto_approve", "break_glass", "pending_timeout", "max_uses", "deny_ends_request")
+		"approvals", "auto_approve", "break_glass", "pending_timeout", "max_uses", "deny_ends_request",
+		"ticket_check", "on_error")
 	if m == nil {
 		return nil
 	}
-	r := &rule{maxTTL: b.p.maxTTL, pendingTimeout: DefaultPendingTimeout, denyEnds: true}
+	r := &rule{maxTTL: b.p.maxTTL, pendingTimeout: DefaultPendingTimeout, denyEnds: true, onError: onErrorDeny}
 	before := len(c.problems)
 
 	if v, ok := m["name"]; !ok {
@@ -103,6 +104,7 @@ func (b *builder) rule(path string, n *yaml.Node, env **cel.Env, lines map[strin
 				c.addf(v, join(path, "auto_approve"), "%v", err)
 			}
 			r.autoSrc, r.auto = s, prg
+			r.usesOnCall = prg != nil && readsOnCall(*env, s)
 		}
 	}
 	if v, ok := m["break_glass"]; ok {
@@ -125,6 +127,7 @@ func (b *builder) rule(path string, n *yaml.Node, env **cel.Env, lines map[strin
 			r.denyEnds = d
 		}
 	}
+	b.inputKeys(r, m, path)
 	if len(c.problems) > before {
 		return nil
 	}
@@ -309,6 +312,42 @@ func (b *builder) checkReachable(r *rule, n *yaml.Node, path string, reqNodes []
 			if pr.pat.match(p.id) && fill(people, counts, p.id.String()) < need {
 				b.p.warnings = append(b.p.warnings, fmt.Sprintf("line %d: %s: requests by %s (it matches %q) can never be approved: too few other approvers",
 					reqNodes[i].Line, join(path, "requesters"), p.id, pr.pat.raw))
+			}
+		}
+	}
+}
+
+// inputKeys parses ticket_check and on_error. A ticket check needs a
+// required reason whose pattern captures the ticket ID: its group named
+// "ticket", or its first group.
+func (b *builder) inputKeys(r *rule, m map[string]*yaml.Node, path string) {
+	c := b.c
+	if v, ok := m["ticket_check"]; ok {
+		tp := join(path, "ticket_check")
+		if s, ok := c.str(v, tp); ok {
+			switch {
+			case !validName(s):
+				c.addf(v, tp, "%q: must be 1 to %d characters from [A-Za-z0-9._-] (the name of a ticket checker in jitd's configuration)", s, maxNameLength)
+			case !r.reasonRequired || r.reasonRE == nil:
+				c.addf(v, tp, "needs reason: {required: true, pattern: ...} whose pattern captures the ticket ID, e.g. '^(?P<ticket>INC-[0-9]+): .+'")
+			case r.reasonRE.NumSubexp() == 0:
+				c.addf(v, tp, "reason pattern %q captures no ticket ID: add a group, e.g. (?P<ticket>INC-[0-9]+)", r.reasonRE.String())
+			default:
+				r.ticketCheck = s
+			}
+		}
+	}
+	if v, ok := m["on_error"]; ok {
+		ep := join(path, "on_error")
+		if s, ok := c.str(v, ep); ok {
+			switch s {
+			case onErrorDeny, onErrorNeedsApproval:
+				r.onError = s
+			default:
+				c.addf(v, ep, "%q: want deny or needs_approval", s)
+			}
+			if r.ticketCheck == "" && !r.usesOnCall && s != "" {
+				b.p.warnings = append(b.p.warnings, fmt.Sprintf("line %d: %s: has no effect: the rule has no ticket_check and its auto_approve does not read oncall", v.Line, ep))
 			}
 		}
 	}

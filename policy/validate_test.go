@@ -129,6 +129,14 @@ func TestParseRejects(t *testing.T) {
 		{name: "max_uses negative", doc: edit(nil, `    max_uses: -1`), line: 11, key: "rules[0].max_uses", msg: "must be between 0 and 4294967295"},
 		{name: "max_uses too big", doc: edit(nil, `    max_uses: 4294967296`), line: 11, key: "rules[0].max_uses", msg: "must be between 0 and 4294967295"},
 		{name: "deny_ends_request not bool", doc: edit(nil, `    deny_ends_request: 1`), line: 11, key: "rules[0].deny_ends_request", msg: "must be true or false"},
+		{name: "ticket_check without reason", doc: edit(nil, `    ticket_check: tracker`), line: 11, key: "rules[0].ticket_check", msg: "needs reason: {required: true, pattern: ...}"},
+		{name: "ticket_check reason not required", doc: edit(nil, `    reason: {pattern: '^(INC-[0-9]+)'}`, `    ticket_check: tracker`), line: 12, key: "rules[0].ticket_check", msg: "needs reason: {required: true"},
+		{name: "ticket_check pattern without group", doc: edit(nil, `    reason: {required: true, pattern: '^INC-[0-9]+'}`, `    ticket_check: tracker`), line: 12, key: "rules[0].ticket_check", msg: `reason pattern "^INC-[0-9]+" captures no ticket ID`},
+		{name: "ticket_check bad name", doc: edit(nil, `    reason: {required: true, pattern: '^(INC-[0-9]+)'}`, `    ticket_check: "a b"`), line: 12, key: "rules[0].ticket_check", msg: `"a b": must be 1 to 64 characters`},
+		{name: "ticket_check not a string", doc: edit(nil, `    ticket_check: [x]`), line: 11, key: "rules[0].ticket_check", msg: "must be a string"},
+		{name: "on_error unknown", doc: edit(nil, `    on_error: allow`), line: 11, key: "rules[0].on_error", msg: `"allow": want deny or needs_approval`},
+		{name: "auto_approve ticket field unknown", doc: edit(nil, `    auto_approve: 'ticket.owner == "x"'`), line: 11, key: "rules[0].auto_approve", msg: "undeclared reference"},
+		{name: "auto_approve oncall.now not a string", doc: edit(nil, `    auto_approve: 'oncall.now == "yes"'`), line: 11, key: "rules[0].auto_approve", msg: "does not compile"},
 		{name: "description not string", doc: edit(map[int]string{10: "    description: [a]"}), line: 10, key: "rules[0].description", msg: "must be a string"},
 	}
 	for _, tt := range tests {

@@ -44,7 +44,7 @@ func TestPolicyCheck(t *testing.T) {
 		contains []string
 	}{
 		{"example", []string{"policy", "check", examplePolicy}, 0,
-			[]string{"OK: " + examplePolicy + ": 3 rules, sha256 "}},
+			[]string{"OK: " + examplePolicy + ": 5 rules, sha256 "}},
 		{"broken", []string{"policy", "check", writeFile(t, "broken.yaml", brokenPolicy)}, 1,
 			[]string{"broken.yaml:4:", "groups.sre.members", "broken.yaml:7:", "rules[0].colour", "broken.yaml:11:", "rules[0].approvals[0].count", "FAIL: "}},
 		{"missing file", []string{"policy", "check", filepath.Join(t.TempDir(), "none.yaml")}, 1, nil},
@@ -68,7 +68,7 @@ func TestPolicyCheck(t *testing.T) {
 func TestPolicyCheckJSON(t *testing.T) {
 	stdout, _, code := run(t, "-o", "json", "policy", "check", examplePolicy)
 	var ok policyCheckJSON
-	if code != 0 || json.Unmarshal([]byte(stdout), &ok) != nil || !ok.OK || len(ok.Rules) != 3 || len(ok.SHA256) != 64 {
+	if code != 0 || json.Unmarshal([]byte(stdout), &ok) != nil || !ok.OK || len(ok.Rules) != 5 || len(ok.SHA256) != 64 {
 		t.Fatalf("exit %d: %s", code, stdout)
 	}
 	stdout, _, code = run(t, "-o", "json", "policy", "check", writeFile(t, "broken.yaml", brokenPolicy))
@@ -91,7 +91,7 @@ func TestPolicyTest(t *testing.T) {
 			"PASS  short balance read in working hours is automatic (" + exampleCases + ":4): auto-approved (rule ledger-read)\n",
 			"PASS  refund needs two (" + exampleCases + ":23): needs approval from 1 approver from [sre] and 1 approver from [security] (rule ledger-refund)\n",
 			"PASS  refund too long (" + exampleCases + ":35): denied because ttl 30m exceeds rule max_ttl 15m (rule ledger-refund)\n",
-			"8 passed, 0 failed\n",
+			"17 passed, 0 failed\n",
 		} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("stdout lacks %q:\n%s", want, stdout)

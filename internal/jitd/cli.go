@@ -17,6 +17,7 @@ import (
 	"github.com/jitgrant/jitgrant/internal/kv"
 	"github.com/jitgrant/jitgrant/issuer"
 	"github.com/jitgrant/jitgrant/issuer/attest"
+	"github.com/jitgrant/jitgrant/issuer/inputs"
 	"github.com/jitgrant/jitgrant/issuer/notify"
 	"github.com/jitgrant/jitgrant/policy"
 	"github.com/spf13/cobra"
@@ -157,6 +158,8 @@ type fileConfig struct {
 	WorkloadSocket   string               `yaml:"workload_socket"`
 	Entries          []attest.EntryConfig `yaml:"entries"`
 	Webhooks         []notify.Endpoint    `yaml:"webhooks"`
+	TicketCheckers   []inputs.Endpoint    `yaml:"ticket_checkers"`
+	OnCall           *inputs.OnCallSource `yaml:"oncall"`
 	DiskReserveMiB   int64                `yaml:"disk_reserve_mib"`
 	PolicySettle     time.Duration        `yaml:"policy_settle"`
 	Limits           Limits               `yaml:"limits"`
@@ -210,6 +213,7 @@ func serveCommand(stderr io.Writer) *cobra.Command {
 				Dir: DataDir(fc.DataDir), Listen: fc.Listen, PolicyPath: fc.Policy,
 				MetricsListen: fc.MetricsListen, Passphrase: pass, MaxTTLCap: fc.MaxTTLCap, Logger: logger,
 				WorkloadSocket: fc.WorkloadSocket, Entries: fc.Entries, Webhooks: fc.Webhooks,
+				TicketCheckers: fc.TicketCheckers, OnCall: fc.OnCall,
 				DiskReserve:  fc.DiskReserveMiB << 20,
 				PolicySettle: fc.PolicySettle, Limits: fc.Limits, ExpiringLead: expiringLead,
 			}
@@ -335,6 +339,7 @@ func mergeConfigFile(cmd *cobra.Command, path string, fc *fileConfig) error {
 	set("workload-socket", &fc.WorkloadSocket, fromFile.WorkloadSocket)
 	fc.Entries = fromFile.Entries
 	fc.Webhooks = fromFile.Webhooks
+	fc.TicketCheckers, fc.OnCall = fromFile.TicketCheckers, fromFile.OnCall
 	fc.Limits = fromFile.Limits
 	if !cmd.Flags().Changed("policy-settle") && fromFile.PolicySettle != 0 {
 		fc.PolicySettle = fromFile.PolicySettle

@@ -22,7 +22,7 @@ func TestREADMEConfigBlocks(t *testing.T) {
 	n := 0
 	for _, b := range regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(readme), -1) {
 		body := b[1]
-		if !strings.Contains(body, "webhooks:") && !strings.Contains(body, "workload_socket:") && !strings.Contains(body, "limits:") {
+		if !strings.Contains(body, "webhooks:") && !strings.Contains(body, "workload_socket:") && !strings.Contains(body, "limits:") && !strings.Contains(body, "ticket_checkers:") {
 			continue // a policy file
 		}
 		n++

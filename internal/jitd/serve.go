@@ -15,6 +15,7 @@ import (
 	"github.com/jitgrant/jitgrant/issuer"
 	"github.com/jitgrant/jitgrant/issuer/attest"
 	"github.com/jitgrant/jitgrant/issuer/ca"
+	"github.com/jitgrant/jitgrant/issuer/inputs"
 	"github.com/jitgrant/jitgrant/issuer/notify"
 	"github.com/jitgrant/jitgrant/issuer/wlapi"
 	"github.com/jitgrant/jitgrant/policy"
@@ -77,6 +78,11 @@ type ServeConfig struct {
 	Entries []attest.EntryConfig
 	// Webhooks are the notification endpoints; none sends nothing.
 	Webhooks []notify.Endpoint
+	// TicketCheckers are the ticket checkers rules may name (ticket_check).
+	TicketCheckers []inputs.Endpoint
+	// OnCall, if set, is where the `oncall` input of policy conditions
+	// comes from.
+	OnCall *inputs.OnCallSource
 	// WebhookClient, if set, sends the webhooks (tests). Default
 	// notify's own.
 	WebhookClient *http.Client
@@ -193,9 +199,15 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("jitd: webhooks: %w", err)
 	}
+	policyInputs, err := inputs.New(inputs.Config{
+		TicketCheckers: cfg.TicketCheckers, OnCall: cfg.OnCall, Clock: cfg.Clock, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jitd: policy inputs: %w", err)
+	}
 	s.issuer, err = issuer.New(issuer.Config{
 		CA: c, Store: store, Policies: policies, ID: s.id, Clock: cfg.Clock, Logger: cfg.Logger,
-		OnChange: s.notifier.OnChange, MinTTL: cfg.MinTTL, ExpiringLead: cfg.ExpiringLead,
+		OnChange: s.notifier.OnChange, MinTTL: cfg.MinTTL, ExpiringLead: cfg.ExpiringLead, Inputs: policyInputs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jitd: %w", err)
@@ -234,7 +246,7 @@ func Start(ctx context.Context, cfg ServeConfig) (_ *Server, err error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		v.Collector(), s.issuer.Collector(), audit.NewCollector(s.log), policyMetrics, s.notifier.Collector(), s.db.Collector(), s.limits.metrics)
+		v.Collector(), s.issuer.Collector(), audit.NewCollector(s.log), policyMetrics, policyInputs.Collector(), s.notifier.Collector(), s.db.Collector(), s.limits.metrics)
 	if s.wl != nil {
 		reg.MustRegister(s.wl.Collector())
 	}
