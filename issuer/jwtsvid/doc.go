@@ -3,7 +3,9 @@
 // SPIFFE Workload API hands out through FetchJWTSVID, publishes keys for
 // through FetchJWTBundles and checks in ValidateJWTSVID.
 //
-// A [Signer] holds one ECDSA P-256 key of one trust domain. [Signer.Mint]
+// A [Signer] holds one ECDSA P-256 key of one trust domain, in memory
+// ([GenerateSigner], [LoadSigner]) or behind a [crypto.Signer] such as a
+// PKCS#11 token's key ([NewSigner], which takes P-384 too). [Signer.Mint]
 // signs a token for a SPIFFE ID of that trust domain; [Signer.Bundle] and
 // [NewBundle] give the JWT bundle (JWKS) that verifies it, [MarshalJWKS] its
 // bytes for FetchJWTBundles; [Validate] checks a token against a bundle
@@ -16,6 +18,7 @@
 //
 //	{"alg":"ES256","kid":"<key ID>","typ":"JWT"}
 //
+// ("ES384" for a P-384 key given to [NewSigner]),
 // where the key ID is the RFC 7638 SHA-256 thumbprint of the public key,
 // base64url without padding. The registered claims are
 //

@@ -52,11 +52,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-// Signer mints the JWT-SVIDs of one trust domain with one ECDSA P-256 key
-// (alg ES256). It is immutable once built, and safe for concurrent use.
+// Signer mints the JWT-SVIDs of one trust domain with one ECDSA key: P-256
+// (alg ES256) or, for a key held elsewhere ([NewSigner]), P-384 (ES384). It
+// is immutable once built, and safe for concurrent use when its key is.
 type Signer struct {
 	td     spiffeid.TrustDomain
-	key    *ecdsa.PrivateKey
+	key    *ecdsa.PrivateKey // nil when the key is not in memory (NewSigner)
+	pub    *ecdsa.PublicKey
 	kid    string
 	jws    jose.Signer
 	clock  func() time.Time
@@ -99,26 +101,80 @@ func LoadSigner(cfg Config, keyPEM []byte) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jwtsvid: parsing signing key: %w", err)
 	}
+	if ec, ok := key.(*ecdsa.PrivateKey); !ok || ec.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("jwtsvid: signing key is %s, want an ECDSA P-256 private key (ES256)", describeKey(key))
+	}
 	return newSigner(cfg, key)
 }
 
-func newSigner(cfg Config, key any) (*Signer, error) {
-	ec, ok := key.(*ecdsa.PrivateKey)
-	if !ok || ec.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("jwtsvid: signing key is %s, want an ECDSA P-256 private key (ES256)", describeKey(key))
+// NewSigner returns a Signer for cfg that signs with key, a [crypto.Signer]
+// whose public key is ECDSA P-256 (tokens get alg ES256) or P-384 (ES384):
+// a key held in a PKCS#11 token, for instance. An *ecdsa.PrivateKey is
+// signed with in memory, as a key from [LoadSigner] is. Any other signer
+// must return ASN.1 DER signatures, as crypto.Signer's ECDSA keys do; each
+// is converted to the JWS form (r || s) and verified with the public key
+// before a token carries it, so a signer that signs with another key than
+// it claims fails closed. [Signer.MarshalKey] works for an
+// *ecdsa.PrivateKey only. The Signer uses key until it is dropped: the
+// caller keeps it usable (a token open) meanwhile.
+func NewSigner(cfg Config, key crypto.Signer) (*Signer, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	kid, err := jose.Thumbprint(&jose.JSONWebKey{Key: &ec.PublicKey})
+	if key == nil {
+		return nil, errors.New("jwtsvid: signing key is nil")
+	}
+	return newSigner(cfg, key)
+}
+
+// newSigner builds the Signer of key, an *ecdsa.PrivateKey or another
+// crypto.Signer of an ECDSA P-256 or P-384 key.
+func newSigner(cfg Config, key any) (*Signer, error) {
+	var (
+		priv    *ecdsa.PrivateKey
+		pub     *ecdsa.PublicKey
+		jwsKey  any
+		keyName = describeKey(key)
+	)
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		if k != nil {
+			priv, pub, jwsKey = k, &k.PublicKey, k
+		}
+	case crypto.Signer:
+		if p, ok := k.Public().(*ecdsa.PublicKey); ok && p != nil {
+			pub = p
+			jwsKey = &opaqueSigner{signer: k, pub: p}
+			keyName = "a crypto.Signer of " + describeKey(p)
+		} else {
+			keyName = fmt.Sprintf("a crypto.Signer (%T) of %s", k, describeKey(k.Public()))
+		}
+	}
+	var alg jose.SignatureAlgorithm
+	if pub != nil && pub.Curve != nil {
+		switch pub.Curve {
+		case elliptic.P256():
+			alg = jose.ES256
+		case elliptic.P384():
+			alg = jose.ES384
+		}
+	}
+	if alg == "" {
+		return nil, fmt.Errorf("jwtsvid: signing key is %s, want an ECDSA P-256 (ES256) or P-384 (ES384) key", keyName)
+	}
+	kid, err := jose.Thumbprint(&jose.JSONWebKey{Key: pub})
 	if err != nil {
 		return nil, fmt.Errorf("jwtsvid: key ID: %w", err)
 	}
 	jws, err := jose.NewSigner(
-		jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: ec, KeyID: kid}},
+		jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: jwsKey, KeyID: kid}},
 		new(jose.SignerOptions).WithType("JWT"),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("jwtsvid: building ES256 signer: %w", err)
+		return nil, fmt.Errorf("jwtsvid: building %s signer: %w", alg, err)
 	}
-	return &Signer{td: cfg.TrustDomain, key: ec, kid: kid, jws: jws, clock: cfg.Clock, maxTTL: cfg.MaxTTL}, nil
+	return &Signer{td: cfg.TrustDomain, key: priv, pub: pub, kid: kid, jws: jws, clock: cfg.Clock, maxTTL: cfg.MaxTTL}, nil
 }
 
 // TrustDomain returns the trust domain the signer mints tokens for.
@@ -129,7 +185,7 @@ func (s *Signer) TrustDomain() spiffeid.TrustDomain { return s.td }
 func (s *Signer) KeyID() string { return s.kid }
 
 // Public returns the signer's public key, an *ecdsa.PublicKey.
-func (s *Signer) Public() crypto.PublicKey { return &s.key.PublicKey }
+func (s *Signer) Public() crypto.PublicKey { return s.pub }
 
 // MaxTTL returns the longest lifetime of a token the signer mints.
 func (s *Signer) MaxTTL() time.Duration { return s.maxTTL }
@@ -137,19 +193,23 @@ func (s *Signer) MaxTTL() time.Duration { return s.maxTTL }
 // Authority returns the signer's public key under its key ID, for
 // [NewBundle].
 func (s *Signer) Authority() Authority {
-	return Authority{KeyID: s.kid, PublicKey: &s.key.PublicKey}
+	return Authority{KeyID: s.kid, PublicKey: s.pub}
 }
 
 // Bundle returns a new JWT bundle of the signer's trust domain holding its
 // public key alone. During a key rotation, build the bundle with
 // [NewBundle] instead, from the current signer and the keys still in use.
 func (s *Signer) Bundle() *jwtbundle.Bundle {
-	return jwtbundle.FromJWTAuthorities(s.td, map[string]crypto.PublicKey{s.kid: &s.key.PublicKey})
+	return jwtbundle.FromJWTAuthorities(s.td, map[string]crypto.PublicKey{s.kid: s.pub})
 }
 
 // MarshalKey returns the signer's private key as unencrypted PKCS#8 PEM,
-// which [LoadSigner] reads.
+// which [LoadSigner] reads. A key [NewSigner] was given as another
+// crypto.Signer than *ecdsa.PrivateKey (in a token) cannot be marshaled.
 func (s *Signer) MarshalKey() ([]byte, error) {
+	if s.key == nil {
+		return nil, errors.New("jwtsvid: marshaling signing key: the key is not in memory (a crypto.Signer such as a PKCS#11 token's key): it cannot be written to a file")
+	}
 	block, err := pemutil.Serialize(s.key, pemutil.WithPKCS8(true))
 	if err != nil {
 		return nil, fmt.Errorf("jwtsvid: marshaling signing key: %w", err)
