@@ -34,6 +34,7 @@ type keyManager struct {
 	km     *pkcs11.PKCS11
 	keyURI string
 	token  string // names the token in errors
+	what   string // names the key in errors: "CA key"
 }
 
 // openKeyManager opens the key manager keyURI names. Only PKCS#11 is built
@@ -89,7 +90,7 @@ func openKeyManager(ctx context.Context, keyURI string) (*keyManager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ca: opening PKCS#11 token %s with module %s: %w", token, module, explainPKCS11(err))
 	}
-	return &keyManager{km: km, keyURI: keyURI, token: token}, nil
+	return &keyManager{km: km, keyURI: keyURI, token: token, what: "CA key"}, nil
 }
 
 // checkScheme refuses a key URI of another scheme than pkcs11.
@@ -169,9 +170,9 @@ func (k *keyManager) signer() (crypto.Signer, error) {
 	if err != nil {
 		var nf apiv1.NotFoundError
 		if errors.As(err, &nf) || strings.Contains(err.Error(), "not found") {
-			return nil, fmt.Errorf("ca: CA key %s not found in PKCS#11 token %s: %w", objectName(k.keyURI), k.token, err)
+			return nil, fmt.Errorf("ca: %s %s not found in PKCS#11 token %s: %w", k.what, objectName(k.keyURI), k.token, err)
 		}
-		return nil, fmt.Errorf("ca: CA key %s in PKCS#11 token %s: %w", objectName(k.keyURI), k.token, explainPKCS11(err))
+		return nil, fmt.Errorf("ca: %s %s in PKCS#11 token %s: %w", k.what, objectName(k.keyURI), k.token, explainPKCS11(err))
 	}
 	return s, nil
 }
@@ -191,9 +192,9 @@ func (k *keyManager) create(kt KeyType) (crypto.Signer, error) {
 	if _, err := k.km.CreateKey(&apiv1.CreateKeyRequest{Name: k.keyURI, SignatureAlgorithm: alg}); err != nil {
 		var exists apiv1.AlreadyExistsError
 		if errors.As(err, &exists) {
-			return nil, fmt.Errorf("ca: creating CA key %s in PKCS#11 token %s: it exists already (give another id and object): %w", objectName(k.keyURI), k.token, fs.ErrExist)
+			return nil, fmt.Errorf("ca: creating %s %s in PKCS#11 token %s: it exists already (give another id and object): %w", k.what, objectName(k.keyURI), k.token, fs.ErrExist)
 		}
-		return nil, fmt.Errorf("ca: creating CA key %s in PKCS#11 token %s: %w", objectName(k.keyURI), k.token, explainPKCS11(err))
+		return nil, fmt.Errorf("ca: creating %s %s in PKCS#11 token %s: %w", k.what, objectName(k.keyURI), k.token, explainPKCS11(err))
 	}
 	return k.signer()
 }
@@ -205,7 +206,7 @@ func (k *keyManager) deleteKey() error {
 		return errors.New("ca: deleting a key: PKCS#11 is not built in")
 	}
 	if err := d.DeleteKey(k.keyURI); err != nil {
-		return fmt.Errorf("ca: deleting CA key %s from PKCS#11 token %s: %w", objectName(k.keyURI), k.token, err)
+		return fmt.Errorf("ca: deleting %s %s from PKCS#11 token %s: %w", k.what, objectName(k.keyURI), k.token, err)
 	}
 	return nil
 }
@@ -233,17 +234,82 @@ func WithKeyObject(keyURI string) (string, error) {
 	if u.Get("id") != "" || u.Get("object") != "" {
 		return keyURI, nil
 	}
+	return NewKeyURI(keyURI, DefaultKeyObject)
+}
+
+// NewKeyURI returns the URI of a new key in the token keyURI names: keyURI
+// with its "id" and "object" attributes, if any, replaced by a random 8-byte
+// id and object; module, token and PIN stay. jitd makes the URI of its
+// JWT-SVID key this way from the CA key's.
+func NewKeyURI(keyURI, object string) (string, error) {
+	if err := checkScheme(keyURI); err != nil {
+		return "", err
+	}
+	if _, err := uri.ParseWithScheme(pkcs11Scheme, keyURI); err != nil {
+		return "", fmt.Errorf("ca: parsing key URI %s: %w", redactURI(keyURI), err)
+	}
+	if object == "" || strings.ContainsAny(object, ";?&=%/") {
+		return "", fmt.Errorf("ca: key object %q: want a non-empty label without ; ? & = %% or /", object)
+	}
 	id := make([]byte, 8)
 	if _, err := rand.Read(id); err != nil {
 		return "", fmt.Errorf("ca: key id: %w", err)
 	}
 	base, query, hasQuery := strings.Cut(keyURI, "?")
-	out := strings.TrimSuffix(base, ";") + ";id=" + hex.EncodeToString(id) + ";object=" + DefaultKeyObject
+	scheme, path, _ := strings.Cut(base, ":")
+	var attrs []string
+	for _, a := range strings.Split(path, ";") {
+		if k, _, _ := strings.Cut(a, "="); a != "" && k != "id" && k != "object" {
+			attrs = append(attrs, a)
+		}
+	}
+	attrs = append(attrs, "id="+hex.EncodeToString(id), "object="+object)
+	out := scheme + ":" + strings.Join(attrs, ";")
 	if hasQuery {
 		out += "?" + query
 	}
 	return out, nil
 }
+
+// TokenKey is one key in a PKCS#11 token, with the token open: the CA's own
+// handling of tokens (URIs, PIN files, errors naming what is wrong), for
+// keys other than the CA's, such as jitd's JWT-SVID signing key. The token
+// stays open until [TokenKey.Close]; signers it returned fail afterwards.
+type TokenKey struct {
+	k *keyManager
+}
+
+// OpenTokenKey opens the PKCS#11 token keyURI names, as [LoadKMS] does, for
+// the key keyURI names; what names that key in errors (for example "JWT
+// key"). It neither reads nor creates the key: see [TokenKey.Signer] and
+// [TokenKey.Create].
+func OpenTokenKey(ctx context.Context, keyURI, what string) (*TokenKey, error) {
+	k, err := openKeyManager(ctx, keyURI)
+	if err != nil {
+		return nil, err
+	}
+	if what != "" {
+		k.what = what
+	}
+	return &TokenKey{k: k}, nil
+}
+
+// Signer returns the signer of the key, which must exist in the token: a
+// missing key is an error saying so.
+func (t *TokenKey) Signer() (crypto.Signer, error) { return t.k.signer() }
+
+// Create generates the key in the token, of type kt (ec-p256 or ec-p384),
+// and returns its signer. The URI must name both an "id" and an "object"
+// ([NewKeyURI]); an existing key of that id and object is an error wrapping
+// [fs.ErrExist], and is left alone.
+func (t *TokenKey) Create(kt KeyType) (crypto.Signer, error) { return t.k.create(kt) }
+
+// Delete deletes the key from the token, for a caller undoing
+// [TokenKey.Create].
+func (t *TokenKey) Delete() error { return t.k.deleteKey() }
+
+// Close releases the token.
+func (t *TokenKey) Close() error { return t.k.Close() }
 
 // GenerateKMS is [Generate] with the CA key created inside the PKCS#11
 // token keyURI names (see [LoadKMS] for the URI) instead of in memory:

@@ -2,6 +2,11 @@ package ca
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"io/fs"
 	"os"
@@ -174,5 +179,97 @@ func TestWithKeyObject(t *testing.T) {
 	}
 	if _, err := WithKeyObject("awskms:key-id=1"); err == nil || !strings.Contains(err.Error(), `key URI scheme "awskms" is not supported`) {
 		t.Errorf("WithKeyObject(awskms:...): %v, want the scheme refused", err)
+	}
+}
+
+func TestNewKeyURI(t *testing.T) {
+	for _, tt := range []struct {
+		name, in, object, wantPrefix, wantSuffix, wantErr string
+	}{
+		{name: "token only", in: "pkcs11:module-path=/m.so;token=t?pin-source=/p", object: "jitgrant-jwt",
+			wantPrefix: "pkcs11:module-path=/m.so;token=t;id=", wantSuffix: ";object=jitgrant-jwt?pin-source=/p"},
+		{name: "the CA key's id and object replaced", in: "pkcs11:module-path=/m.so;token=t;id=01;object=ca?pin-source=/p", object: "jitgrant-jwt",
+			wantPrefix: "pkcs11:module-path=/m.so;token=t;id=", wantSuffix: ";object=jitgrant-jwt?pin-source=/p"},
+		{name: "no query, id first", in: "pkcs11:id=01;token=t", object: "k", wantPrefix: "pkcs11:token=t;id=", wantSuffix: ";object=k"},
+		{name: "cloud KMS", in: "awskms:key-id=1", object: "k", wantErr: `key URI scheme "awskms" is not supported`},
+		{name: "empty object", in: "pkcs11:token=t", object: "", wantErr: `key object ""`},
+		{name: "object with a separator", in: "pkcs11:token=t", object: "a;id=02", wantErr: `key object "a;id=02"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := NewKeyURI(tt.in, tt.object)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.HasPrefix(err.Error(), "ca: ") {
+					t.Fatalf("NewKeyURI: %q, %v; want an error containing %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(got, tt.wantPrefix) || !strings.HasSuffix(got, tt.wantSuffix) || strings.Count(got, "id=") != 1 || strings.Count(got, "object=") != 1 {
+				t.Errorf("NewKeyURI(%q) = %q, want %q + 16 hex digits + %q", tt.in, got, tt.wantPrefix, tt.wantSuffix)
+			}
+			if len(got) != len(tt.wantPrefix)+16+len(tt.wantSuffix) {
+				t.Errorf("NewKeyURI(%q) = %q: the id is not 8 bytes in hex", tt.in, got)
+			}
+			again, _ := NewKeyURI(tt.in, tt.object)
+			if again == got {
+				t.Errorf("two calls gave the same id: %q", got)
+			}
+		})
+	}
+}
+
+// TestTokenKey: a key other than the CA's, in the token: created, signing
+// (ECDSA, verified with its public key), refused when it exists, found by
+// a second opening, deleted; errors name it by what it is.
+func TestTokenKey(t *testing.T) {
+	tok := softhsmtest.Require(t)
+	ctx := context.Background()
+	keyURI := tok.URI("id=a201;object=kms-test-token-key")
+	k, err := OpenTokenKey(ctx, keyURI, "JWT key")
+	if err != nil {
+		t.Fatalf("OpenTokenKey: %v", err)
+	}
+	defer k.Close()
+	if _, err := k.Signer(); err == nil || !strings.Contains(err.Error(), "ca: JWT key object=kms-test-token-key;id=a201 not found in PKCS#11 token") {
+		t.Fatalf("Signer before Create: %v, want the JWT key not found", err)
+	}
+	s, err := k.Create(KeyTypeECP256)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	digest := sha256.Sum256([]byte("jwt"))
+	sig, err := s.Sign(rand.Reader, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatalf("Sign: %v", err)
+	}
+	pub, ok := s.Public().(*ecdsa.PublicKey)
+	if !ok || pub.Curve != elliptic.P256() || !ecdsa.VerifyASN1(pub, digest[:], sig) {
+		t.Fatalf("the token key's signature does not verify with its P-256 public key (%T)", s.Public())
+	}
+	if _, err := k.Create(KeyTypeECP256); !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), "creating JWT key object=kms-test-token-key;id=a201") {
+		t.Errorf("Create again: %v, want fs.ErrExist naming the JWT key", err)
+	}
+	if _, err := k.Create(KeyTypeEd25519); err == nil || !strings.Contains(err.Error(), "ed25519 cannot be generated") {
+		t.Errorf("Create ed25519: %v", err)
+	}
+	k2, err := OpenTokenKey(ctx, keyURI, "JWT key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := k2.Signer()
+	if err != nil || !pub.Equal(s2.Public()) {
+		t.Errorf("Signer from a second opening: %v, or another key", err)
+	}
+	k2.Close()
+	if err := k.Delete(); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := k.Signer(); err == nil || !strings.Contains(err.Error(), "JWT key object=kms-test-token-key;id=a201 not found") {
+		t.Errorf("Signer after Delete: %v, want not found", err)
+	}
+	if _, err := OpenTokenKey(ctx, "awskms:key-id=1", "JWT key"); err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Errorf("OpenTokenKey(awskms:): %v", err)
 	}
 }
