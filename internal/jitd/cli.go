@@ -76,7 +76,7 @@ func initCommand() *cobra.Command {
 			}
 			cfg.Dir, cfg.Passphrase = DataDir(dir), pass
 			if strings.Contains(cfg.KMS, "pin-value=") {
-				fmt.Fprintln(cmd.ErrOrStderr(), "jitd: warning: --kms has pin-value: the token's PIN is written, in clear, to jitd.yaml's ca_key; "+
+				fmt.Fprintln(cmd.ErrOrStderr(), "jitd: warning: --kms has pin-value: the token's PIN is written, in clear, to jitd.yaml's ca_key and jwt_key; "+
 					"prefer pin-source=FILE (a 0600 file holding the PIN)")
 			}
 			if err := Init(cfg); err != nil {
@@ -91,6 +91,7 @@ func initCommand() *cobra.Command {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "  CA key:           in the PKCS#11 token, %s (ca_key in %s)\n", m.CAKey, d.path(fileMeta))
+				fmt.Fprintf(cmd.OutOrStdout(), "  JWT-SVID key:     in the PKCS#11 token, %s (jwt_key in %s)\n", m.JWTKey, d.path(fileMeta))
 			}
 			return nil
 		},
@@ -101,7 +102,7 @@ func initCommand() *cobra.Command {
 	f.StringVar(&cfg.KeyType, "key-type", "ec-p256", "CA key type: ec-p256, ec-p384 or ed25519")
 	f.DurationVar(&cfg.CATTL, "ca-ttl", 365*24*time.Hour, "CA certificate validity")
 	f.StringVar(&passFile, "ca-passphrase-file", "", "file holding a passphrase to encrypt the CA key with")
-	f.StringVar(&cfg.KMS, "kms", "", "create the CA key in a PKCS#11 token instead of ca.key: a pkcs11: URI, e.g. "+
+	f.StringVar(&cfg.KMS, "kms", "", "create the CA and JWT-SVID keys in a PKCS#11 token instead of ca.key and jwt.key: a pkcs11: URI, e.g. "+
 		"'pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=jitgrant?pin-source=/etc/jitd/pin'")
 	cmd.MarkFlagRequired("data-dir")
 	cmd.MarkFlagRequired("trust-domain")

@@ -62,6 +62,10 @@ type meta struct {
 	// CAKey is the URI of a CA key held in a PKCS#11 token (jitd init
 	// --kms); "" means the file ca.key.
 	CAKey string `yaml:"ca_key,omitempty"`
+	// JWTKey is the URI of the JWT-SVID signing key held in a PKCS#11
+	// token (jitd init --kms makes it beside the CA key); "" means the
+	// file jwt.key.
+	JWTKey string `yaml:"jwt_key,omitempty"`
 }
 
 func (d DataDir) readMeta() (meta, spiffeid.TrustDomain, error) {
@@ -122,17 +126,22 @@ type InitConfig struct {
 	// KMS, when set, is a pkcs11: URI of a token to create the CA key in
 	// (ca.GenerateKMS): no ca.key is written, and jitd.yaml records the
 	// key's URI as ca_key. Without id and object in it, a random id and
-	// object=jitgrant-ca are added.
+	// object=jitgrant-ca are added. The JWT-SVID signing key is made in the
+	// same token (object=jitgrant-jwt, a random id) instead of jwt.key, and
+	// recorded as jwt_key. The audit key stays in audit.key.
 	KMS   string
 	Clock func() time.Time
+	// jwtKeyURI, when set with KMS, is the JWT-SVID key's URI instead of
+	// a new one (tests name the key to look for it).
+	jwtKeyURI string
 }
 
 // Init creates a data directory: CA key (0600) and certificate, audit key
 // pair, a deny-everything policy file and jitd.yaml. It refuses to touch a
 // directory that already holds any of them. On failure it removes what it
-// made, and the directory itself when it made it. With cfg.KMS the CA key
-// is made in a PKCS#11 token instead of ca.key, and deleted from it again
-// on failure.
+// made, and the directory itself when it made it. With cfg.KMS the CA and
+// JWT-SVID keys are made in a PKCS#11 token instead of ca.key and jwt.key,
+// and deleted from it again on failure.
 func Init(cfg InitConfig) (err error) {
 	if cfg.Passphrase != nil && len(cfg.Passphrase) == 0 {
 		return errors.New("jitd: init: the CA key passphrase is empty: give a non-empty passphrase, or none to leave the CA key unencrypted")
@@ -183,6 +192,27 @@ func Init(cfg InitConfig) (err error) {
 		}
 		c.Close()
 	}()
+	var jwtURI string
+	if keyURI != "" {
+		if jwtURI = cfg.jwtKeyURI; jwtURI == "" {
+			if jwtURI, err = ca.NewKeyURI(keyURI, jwtKeyObject); err != nil {
+				return fmt.Errorf("jitd: init: --kms: %w", err)
+			}
+		}
+		// err is Init's own: the deferred delete below reads it.
+		var jk *ca.TokenKey
+		if jk, err = createJWTKeyKMS(context.Background(), jwtURI, td, cfg.Clock); err != nil {
+			return fmt.Errorf("jitd: init: --kms: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				if derr := jk.Delete(); derr != nil {
+					err = fmt.Errorf("%w (and the JWT key %s stays in the token: %v)", err, jwtURI, derr)
+				}
+			}
+			jk.Close()
+		}()
+	}
 	top, err := mkdirAll(string(d))
 	if err != nil {
 		return fmt.Errorf("jitd: init: %w", err)
@@ -225,8 +255,10 @@ func Init(cfg InitConfig) (err error) {
 	if err := os.WriteFile(d.path(fileAuditPub), []byte(vkey+"\n"), 0o644); err != nil {
 		return fmt.Errorf("jitd: init: %w", err)
 	}
-	if _, _, err := d.jwtSigner(td, cfg.Clock); err != nil {
-		return fmt.Errorf("jitd: init: %w", err)
+	if keyURI == "" {
+		if _, _, err := d.jwtSigner(td, cfg.Clock); err != nil {
+			return fmt.Errorf("jitd: init: %w", err)
+		}
 	}
 	if _, err := os.Stat(d.path(filePolicy)); errors.Is(err, fs.ErrNotExist) {
 		if err := os.WriteFile(d.path(filePolicy), []byte(initialPolicy), 0o644); err != nil {
@@ -237,11 +269,12 @@ func Init(cfg InitConfig) (err error) {
 	if cfg.Clock != nil {
 		now = cfg.Clock
 	}
-	b, err := yaml.Marshal(meta{TrustDomain: td.Name(), Created: now().UTC(), CAKeyType: string(kt), CAKey: keyURI})
+	b, err := yaml.Marshal(meta{TrustDomain: td.Name(), Created: now().UTC(), CAKeyType: string(kt), CAKey: keyURI, JWTKey: jwtURI})
 	if err != nil {
 		return fmt.Errorf("jitd: init: %w", err)
 	}
-	// A PIN given as pin-value is in ca_key: then only the owner reads it.
+	// A PIN given as pin-value is in ca_key and jwt_key: then only the
+	// owner reads it.
 	metaMode := os.FileMode(0o644)
 	if strings.Contains(keyURI, "pin-value=") {
 		metaMode = 0o600

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -119,6 +120,8 @@ type Server struct {
 	stopErr  error
 	// unaudited is the policy load the full disk kept from the log.
 	unaudited *audit.Record
+	// jwtKey is the JWT-SVID key's PKCS#11 token; nil for jwt.key.
+	jwtKey io.Closer
 }
 
 // ServerID returns jitd's own SPIFFE ID in td: clients authorize it.
@@ -444,6 +447,9 @@ func (s *Server) Stop() error {
 		}
 		if s.db != nil {
 			errs = append(errs, s.db.Close())
+		}
+		if s.jwtKey != nil {
+			errs = append(errs, s.jwtKey.Close())
 		}
 		if s.ca != nil {
 			errs = append(errs, s.ca.Close())

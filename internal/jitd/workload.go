@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"strings"
 	"time"
@@ -40,6 +41,64 @@ func (d DataDir) jwtSigner(td spiffeid.TrustDomain, clock func() time.Time) (*jw
 		return nil, false, fmt.Errorf("jitd: %w", err)
 	}
 	return s, true, nil
+}
+
+// jwtKeyObject is the PKCS#11 label (object) of the JWT-SVID signing key
+// that jitd init --kms makes in the CA key's token.
+const jwtKeyObject = "jitgrant-jwt"
+
+// createJWTKeyKMS makes a P-256 JWT-SVID signing key in a PKCS#11 token,
+// under keyURI (init makes it from the CA key's with ca.NewKeyURI: a random
+// id, object=jitgrant-jwt), and returns it open: the caller deletes it if a
+// later step fails, and closes it.
+func createJWTKeyKMS(ctx context.Context, keyURI string, td spiffeid.TrustDomain, clock func() time.Time) (*ca.TokenKey, error) {
+	k, err := ca.OpenTokenKey(ctx, keyURI, "JWT key")
+	if err != nil {
+		return nil, err
+	}
+	key, err := k.Create(ca.KeyTypeECP256)
+	if err != nil {
+		k.Close()
+		return nil, err
+	}
+	if _, err := jwtsvid.NewSigner(jwtsvid.Config{TrustDomain: td, Clock: clock}, key); err != nil {
+		_ = k.Delete()
+		k.Close()
+		return nil, err
+	}
+	return k, nil
+}
+
+// loadJWTSigner loads the data directory's JWT-SVID key: from the PKCS#11
+// token jitd.yaml's jwt_key names, open until the returned closer is
+// closed (nil for a file), or else as jwtSigner does, from jwt.key.
+func (d DataDir) loadJWTSigner(ctx context.Context, td spiffeid.TrustDomain, clock func() time.Time) (_ *jwtsvid.Signer, made bool, _ io.Closer, err error) {
+	m, _, err := d.readMeta()
+	if err != nil {
+		return nil, false, nil, err
+	}
+	if m.JWTKey == "" {
+		s, made, err := d.jwtSigner(td, clock)
+		return s, made, nil, err
+	}
+	k, err := ca.OpenTokenKey(ctx, m.JWTKey, "JWT key")
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("jitd: %w (jwt_key in %s)", err, d.path(fileMeta))
+	}
+	defer func() {
+		if err != nil {
+			k.Close()
+		}
+	}()
+	key, err := k.Signer()
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("jitd: %w (jwt_key in %s)", err, d.path(fileMeta))
+	}
+	s, err := jwtsvid.NewSigner(jwtsvid.Config{TrustDomain: td, Clock: clock}, key)
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("jitd: %w (jwt_key in %s)", err, d.path(fileMeta))
+	}
+	return s, false, k, nil
 }
 
 // parseEntries parses the registration entries of the configuration and
@@ -78,10 +137,11 @@ func (s *Server) startWorkloadAPI(ctx context.Context, c *ca.CA, td spiffeid.Tru
 	if err != nil {
 		return err
 	}
-	signer, made, err := s.cfg.Dir.jwtSigner(td, s.cfg.Clock)
+	signer, made, jwtKey, err := s.cfg.Dir.loadJWTSigner(ctx, td, s.cfg.Clock)
 	if err != nil {
 		return err
 	}
+	s.jwtKey = jwtKey
 	if made {
 		s.cfg.Logger.Info("jitd: made a JWT-SVID signing key", "path", s.cfg.Dir.path(fileJWTKey), "kid", signer.KeyID())
 	}
