@@ -1,0 +1,220 @@
+package issuer_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jitgrant/jitgrant/audit"
+	"github.com/jitgrant/jitgrant/grant"
+	"github.com/jitgrant/jitgrant/issuer"
+	"github.com/jitgrant/jitgrant/policy"
+)
+
+// extendPolicy is testPolicy with an extend: block on the refund rule
+// (the read rule keeps none).
+var extendPolicy = strings.Replace(testPolicy, "    pending_timeout: 30m\n",
+	"    pending_timeout: 30m\n    extend:\n      max_total: 15m\n      max_count: 2\n      auto_approve: 'extension.ttl <= duration(\"2m\") && grant.id != \"\"'\n", 1)
+
+// newExtendEnv is newEnv under extendPolicy.
+func newExtendEnv(t *testing.T) *env {
+	t.Helper()
+	e := newEnv(t)
+	p, err := policy.Parse([]byte(extendPolicy), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.policies.Swap(p)
+	return e
+}
+
+// leafOf parses the leaf of r's certificate chain.
+func leafOf(t *testing.T, r *issuer.Request) *x509.Certificate {
+	t.Helper()
+	c, err := x509.ParseCertificate(r.CertChain[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestExtend: an issued grant's end moves later when policy approves the
+// extension (auto_approve, or the rule's approvals from others than the
+// holder); it stays when policy refuses it (no extend: block, past
+// max_total or max_count, not the holder) or an approver denies it, and the
+// grant then ends as before. An approved extension keeps the grant's ID,
+// mints a new certificate for the stored CSR key and is audited.
+func TestExtend(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		// run extends the 5-minute grant r; it returns the error of the
+		// step expected to fail (nil if none) and how much later the grant
+		// must end.
+		run       func(t *testing.T, e *env, r *issuer.Request) (error, time.Duration)
+		wantErr   error
+		wantAudit []audit.Action // the entries after grant.issued
+	}{
+		{
+			name: "auto-approved",
+			run: func(t *testing.T, e *env, r *issuer.Request) (error, time.Duration) {
+				_, err := e.is.Extend(ctx, dev, r.ID, 2*time.Minute, "INC-42: still refunding")
+				return err, 2 * time.Minute
+			},
+			wantAudit: []audit.Action{audit.ActionGrantExtensionRequested, audit.ActionGrantExtended},
+		},
+		{
+			name: "approved by the rule's approvers, not the holder",
+			run: func(t *testing.T, e *env, r *issuer.Request) (error, time.Duration) {
+				x, err := e.is.Extend(ctx, dev, r.ID, 5*time.Minute, "INC-42: more")
+				if err != nil {
+					return err, 0
+				}
+				if x.NotAfter != r.NotAfter || len(x.Extensions) != 1 || x.Extensions[0].State != issuer.ExtensionPending {
+					t.Fatalf("after Extend: end %s, extensions %+v; want the end unchanged and one pending", x.NotAfter, x.Extensions)
+				}
+				if _, err := e.review(dev, r.ID, true); !isErr(err, issuer.ErrPermission) {
+					t.Fatalf("holder approving own extension: %v, want ErrPermission", err)
+				}
+				for _, who := range []string{"alice", "alice", "bob"} {
+					id := alice
+					if who == "bob" {
+						id = bob
+					}
+					if _, err := e.review(id, r.ID, true); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return nil, 5 * time.Minute
+			},
+			wantAudit: []audit.Action{audit.ActionGrantExtensionRequested, audit.ActionRequestApproved, audit.ActionGrantExtended},
+		},
+		{
+			name: "denied: the grant ends as before",
+			run: func(t *testing.T, e *env, r *issuer.Request) (error, time.Duration) {
+				if _, err := e.is.Extend(ctx, dev, r.ID, 5*time.Minute, "INC-42: more"); err != nil {
+					return err, 0
+				}
+				if _, err := e.review(alice, r.ID, false); err != nil {
+					t.Fatal(err)
+				}
+				if x := e.get(r.ID); x.Extensions[0].State != issuer.ExtensionDenied {
+					t.Fatalf("extension %s, want DENIED", x.Extensions[0].State)
+				}
+				if _, err := e.is.Extend(ctx, dev, r.ID, time.Minute, "again"); err != nil {
+					t.Fatalf("a new extension after a denied one: %v", err)
+				}
+				e.clock.Set(r.NotAfter.Add(2 * time.Minute))
+				e.sweep(t)
+				if x := e.get(r.ID); x.State != issuer.StateExpired || x.NotAfter != r.NotAfter.Add(time.Minute) {
+					t.Fatalf("after the end: %s at %s", x.State, x.NotAfter)
+				}
+				return nil, time.Minute
+			},
+			wantAudit: []audit.Action{audit.ActionGrantExtensionRequested, audit.ActionGrantExtensionDenied,
+				audit.ActionGrantExtensionRequested, audit.ActionGrantExtended, audit.ActionGrantExpired},
+		},
+		{
+			name: "over max_total",
+			run: func(t *testing.T, e *env, r *issuer.Request) (error, time.Duration) {
+				_, err := e.is.Extend(ctx, dev, r.ID, 11*time.Minute, "INC-42")
+				return err, 0
+			},
+			wantErr: issuer.ErrPermission,
+		},
+		{
+			name: "over max_count",
+			run: func(t *testing.T, e *env, r *issuer.Request) (error, time.Duration) {
+				for range 2 {
+					if _, err := e.is.Extend(ctx, dev, r.ID, time.Minute, "INC-42"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				_, err := e.is.Extend(ctx, dev, r.ID, time.Minute, "INC-42")
+				return err, 2 * time.Minute
+			},
+			wantErr: issuer.ErrPermission,
+			wantAudit: []audit.Action{audit.ActionGrantExtensionRequested, audit.ActionGrantExtended,
+				audit.ActionGrantExtensionRequested, audit.ActionGrantExtended},
+		},
+		{
+			name: "not the holder",
+			run: func(t *testing.T, e *env, r *issuer.Request) (error, time.Duration) {
+				_, err := e.is.Extend(ctx, alice, r.ID, time.Minute, "INC-42")
+				return err, 0
+			},
+			wantErr: issuer.ErrPermission,
+		},
+		{
+			name: "a second while one is pending",
+			run: func(t *testing.T, e *env, r *issuer.Request) (error, time.Duration) {
+				if _, err := e.is.Extend(ctx, dev, r.ID, 5*time.Minute, "INC-42"); err != nil {
+					t.Fatal(err)
+				}
+				_, err := e.is.Extend(ctx, dev, r.ID, time.Minute, "INC-42")
+				return err, 0
+			},
+			wantErr:   issuer.ErrState,
+			wantAudit: []audit.Action{audit.ActionGrantExtensionRequested},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newExtendEnv(t)
+			r := e.issueRefund(t, 5*time.Minute)
+			before := len(e.entriesOf(r.ID))
+			err, later := tt.run(t, e, r)
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !isErr(err, tt.wantErr) {
+				t.Fatalf("error %v, want %v", err, tt.wantErr)
+			}
+			var got []audit.Action
+			for _, en := range e.entriesOf(r.ID)[before:] {
+				got = append(got, en.Action)
+			}
+			if !slices.Equal(got, tt.wantAudit) {
+				t.Errorf("audit after issuance %v, want %v", got, tt.wantAudit)
+			}
+			x := e.get(r.ID)
+			if want := r.NotAfter.Add(later); !x.NotAfter.Equal(want) {
+				t.Errorf("grant ends %s, want %s", x.NotAfter, want)
+			}
+			if x.ID != r.ID {
+				t.Fatalf("ID changed")
+			}
+			if later > 0 && x.State == issuer.StateIssued {
+				leaf := leafOf(t, x)
+				if !leaf.NotAfter.Equal(x.NotAfter) || x.Serial == r.Serial {
+					t.Errorf("certificate ends %s (serial %s, before %s), want a new one ending %s", leaf.NotAfter, x.Serial, r.Serial, x.NotAfter)
+				}
+				g, err := grant.FromCertificate(leaf)
+				if err != nil || g.ID != r.ID {
+					t.Errorf("new certificate's grant %v (%v), want ID %s", g, err, r.ID)
+				}
+				if !leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(leafOf(t, r).PublicKey) {
+					t.Error("new certificate has another key than the CSR's")
+				}
+			}
+		})
+	}
+}
+
+// TestExtendNoRule: a grant whose rule has no extend: block cannot be
+// extended, and the refusal says so.
+func TestExtendNoRule(t *testing.T) {
+	e := newExtendEnv(t)
+	r := e.create(dev, issuer.CreateInput{Scopes: []grant.Scope{{Method: "/bank.v1.Ledger/GetBalance"}}, TTL: 5 * time.Minute, CSR: csrFor(t, dev)})
+	if r = e.get(r.ID); r.State != issuer.StateIssued {
+		t.Fatalf("read request %s, want ISSUED", r.State)
+	}
+	_, err := e.is.Extend(context.Background(), dev, r.ID, time.Minute, "more")
+	if !isErr(err, issuer.ErrPermission) || !strings.Contains(err.Error(), "no extend: block") {
+		t.Fatalf("error %v, want ErrPermission naming the missing extend: block", err)
+	}
+	if x := e.get(r.ID); !x.NotAfter.Equal(r.NotAfter) || len(x.Extensions) != 0 {
+		t.Errorf("grant changed: ends %s, extensions %v", x.NotAfter, x.Extensions)
+	}
+}
