@@ -192,4 +192,3 @@ func (is *Issuer) reviewExtension(p *policy.Policy, caller, requester spiffeid.I
 	s.add(r, record(caller, audit.ActionRequestApproved, details))
 	return nil
 }
-
