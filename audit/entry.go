@@ -55,6 +55,10 @@ const (
 	// moved (details: extension, not_after, previous_not_after, serial for a
 	// CSR grant).
 	ActionGrantExtended Action = "grant.extended"
+	// ActionGrantExtensionReviewed: an approver reviewed a pending
+	// extension without concluding it (details: extension, approve,
+	// outcome).
+	ActionGrantExtensionReviewed Action = "grant.extension_reviewed"
 	// ActionGrantExtensionDenied: an approver denied a pending extension;
 	// the grant ends as before.
 	ActionGrantExtensionDenied Action = "grant.extension_denied"
@@ -66,7 +70,7 @@ var actions = []Action{
 	ActionRequestCreated, ActionRequestApproved, ActionRequestDenied, ActionRequestCanceled,
 	ActionRequestTimedOut, ActionBreakGlass, ActionGrantIssued, ActionGrantFetched,
 	ActionGrantRevoked, ActionGrantUsed, ActionGrantExpiring, ActionGrantExpired, ActionGrantReviewed, ActionPolicyLoaded,
-	ActionGrantExtensionRequested, ActionGrantExtended, ActionGrantExtensionDenied,
+	ActionGrantExtensionRequested, ActionGrantExtensionReviewed, ActionGrantExtended, ActionGrantExtensionDenied,
 	ActionEnrolled, ActionAuditExported, ActionEntriesLoaded, ActionWebhookFailed, ActionCheckpoint,
 }
 

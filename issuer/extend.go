@@ -175,12 +175,11 @@ func (is *Issuer) reviewExtension(p *policy.Policy, caller, requester spiffeid.I
 		details["comment"] = in.Comment
 	}
 	switch {
-	case prog.Denied || (!in.Approve && !prog.Satisfied):
-		if !prog.Denied {
-			details["outcome"] = "denial recorded; still pending: needs " + factorText(prog.Missing)
-			s.add(r, record(caller, audit.ActionGrantExtensionDenied, details))
-			return nil
-		}
+	case !in.Approve && !prog.Denied:
+		details["outcome"] = "denial recorded (the rule's denials do not end requests); still pending"
+		s.add(r, record(caller, audit.ActionGrantExtensionReviewed, details))
+		return nil
+	case prog.Denied:
 		x.State = ExtensionDenied
 		details["outcome"] = "denied: the grant ends as before"
 		s.add(r, record(caller, audit.ActionGrantExtensionDenied, details))
@@ -189,6 +188,6 @@ func (is *Issuer) reviewExtension(p *policy.Policy, caller, requester spiffeid.I
 		return is.applyExtension(r, s, caller)
 	}
 	details["outcome"] = "still pending: needs " + factorText(prog.Missing)
-	s.add(r, record(caller, audit.ActionRequestApproved, details))
+	s.add(r, record(caller, audit.ActionGrantExtensionReviewed, details))
 	return nil
 }

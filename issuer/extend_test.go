@@ -12,6 +12,7 @@ import (
 	"github.com/jitgrant/jitgrant/audit"
 	"github.com/jitgrant/jitgrant/grant"
 	"github.com/jitgrant/jitgrant/issuer"
+	"github.com/jitgrant/jitgrant/issuer/notify"
 	"github.com/jitgrant/jitgrant/policy"
 )
 
@@ -91,7 +92,7 @@ func TestExtend(t *testing.T) {
 				}
 				return nil, 5 * time.Minute
 			},
-			wantAudit: []audit.Action{audit.ActionGrantExtensionRequested, audit.ActionRequestApproved, audit.ActionGrantExtended},
+			wantAudit: []audit.Action{audit.ActionGrantExtensionRequested, audit.ActionGrantExtensionReviewed, audit.ActionGrantExtended},
 		},
 		{
 			name: "denied: the grant ends as before",
@@ -177,6 +178,23 @@ func TestExtend(t *testing.T) {
 			}
 			if !slices.Equal(got, tt.wantAudit) {
 				t.Errorf("audit after issuance %v, want %v", got, tt.wantAudit)
+			}
+			// Each extension entry gives its webhook event.
+			wantKinds := map[audit.Action]notify.Kind{audit.ActionGrantExtensionRequested: notify.KindExtensionRequested,
+				audit.ActionGrantExtended: notify.KindExtended, audit.ActionGrantExtensionDenied: notify.KindExtensionDenied}
+			var want, gotKinds []notify.Kind
+			for _, a := range tt.wantAudit {
+				if k, ok := wantKinds[a]; ok {
+					want = append(want, k)
+				}
+			}
+			for _, c := range e.changesOf(r.ID) {
+				if ev, ok := notify.FromChange(c.r, c.action); ok && slices.Contains(want, ev.Kind) {
+					gotKinds = append(gotKinds, ev.Kind)
+				}
+			}
+			if !slices.Equal(gotKinds, want) {
+				t.Errorf("extension events %v, want %v", gotKinds, want)
 			}
 			x := e.get(r.ID)
 			if want := r.NotAfter.Add(later); !x.NotAfter.Equal(want) {
