@@ -236,3 +236,22 @@ func TestExtendNoRule(t *testing.T) {
 		t.Errorf("grant changed: ends %s, extensions %v", x.NotAfter, x.Extensions)
 	}
 }
+
+// TestExtendExpiringNotice: an extended grant gets an expiring notice for
+// its new end, after the one for its old end.
+func TestExtendExpiringNotice(t *testing.T) {
+	e := newExtendEnv(t)
+	r := e.issueRefund(t, 10*time.Minute)
+	e.clock.Set(r.NotAfter.Add(-issuer.DefaultExpiringLead))
+	e.sweep(t)
+	x, err := e.is.Extend(context.Background(), dev, r.ID, 2*time.Minute, "INC-42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Set(x.NotAfter.Add(-issuer.DefaultExpiringLead))
+	e.sweep(t)
+	want := []string{r.NotAfter.Format(time.RFC3339), x.NotAfter.Format(time.RFC3339)}
+	if got := e.expiringNotices(r.ID); !slices.Equal(got, want) {
+		t.Errorf("expiring notices for %v, want %v", got, want)
+	}
+}
