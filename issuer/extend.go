@@ -166,7 +166,7 @@ func (is *Issuer) reviewExtension(p *policy.Policy, caller, requester spiffeid.I
 	r.Extensions = append([]Extension(nil), r.Extensions...)
 	x = r.pendingExtension()
 	x.Reviews = append(append([]Review(nil), x.Reviews...), Review{Approver: caller.String(), Approve: in.Approve, Comment: in.Comment, Time: is.now()})
-	prog, err := p.Evaluate(r.Rule, requester, policyReviews(x.Reviews))
+	prog, err := p.EvaluateExtension(r.Rule, requester, policyReviews(x.Reviews))
 	if err != nil {
 		return fmt.Errorf("%w: request %s: %v", ErrState, r.ID, err)
 	}

@@ -255,3 +255,31 @@ func TestExtendExpiringNotice(t *testing.T) {
 		t.Errorf("expiring notices for %v, want %v", got, want)
 	}
 }
+
+// TestExtendOwnApprovals: an extend: block's own approvals replace the
+// rule's for its extensions: one security approver extends the refund
+// grant, and an SRE, who may approve the request, may not review the
+// extension.
+func TestExtendOwnApprovals(t *testing.T) {
+	e := newEnv(t)
+	src := strings.Replace(testPolicy, "    pending_timeout: 30m\n",
+		"    pending_timeout: 30m\n    extend: {max_total: 15m, approvals: [{count: 1, from: [security]}]}\n", 1)
+	p, err := policy.Parse([]byte(src), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.policies.Swap(p)
+	r := e.issueRefund(t, 5*time.Minute)
+	if _, err := e.is.Extend(context.Background(), dev, r.ID, 4*time.Minute, "INC-42"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.review(alice, r.ID, true); !isErr(err, issuer.ErrPermission) {
+		t.Fatalf("an SRE reviewing the extension: %v, want ErrPermission", err)
+	}
+	if _, err := e.review(bob, r.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if x := e.get(r.ID); !x.NotAfter.Equal(r.NotAfter.Add(4*time.Minute)) || x.Extensions[0].State != issuer.ExtensionApproved {
+		t.Errorf("after bob's approval: ends %s, extension %s", x.NotAfter, x.Extensions[0].State)
+	}
+}

@@ -89,7 +89,11 @@ func (is *Issuer) ReviewWith(ctx context.Context, caller spiffeid.ID, id string,
 		if err != nil {
 			return fmt.Errorf("issuer: request %s: requester: %w", id, err)
 		}
-		if ok, why := p.EligibleApprover(r.Rule, requester, caller); !ok {
+		eligible := p.EligibleApprover
+		if r.State == StateIssued && r.pendingExtension() != nil && !r.NeedsReview {
+			eligible = p.EligibleExtensionApprover
+		}
+		if ok, why := eligible(r.Rule, requester, caller); !ok {
 			is.metrics.reviewsRefused.Add(1)
 			is.metrics.reviews.WithLabelValues(verdictRefused).Inc()
 			return fmt.Errorf("%w: %s may not review request %s: %s", ErrPermission, caller, id, why)

@@ -208,8 +208,9 @@
 // its end later ([Policy.DecideExtend]); a rule without one refuses every
 // extension. Its keys: max_total (the grant's whole life, start to new
 // end; default the rule's max_ttl, at most the global max_ttl), max_count
-// (extensions per grant; 0 or absent: no limit) and auto_approve, a CEL
-// condition over:
+// (extensions per grant; 0 or absent: no limit), approvals (factors as a
+// rule's, for extensions; default the rule's own: see
+// [Policy.EvaluateExtension]) and auto_approve, a CEL condition over:
 //
 //	requester        string    the holder's SPIFFE ID
 //	grant.id         string
@@ -219,7 +220,7 @@
 //	extension.reason string
 //	time             timestamp the time of the extension request
 //
-// An extension the condition does not approve needs the rule's approvals.
+// An extension the condition does not approve needs those approvals.
 //
 // # Ticket checks and on-call
 //

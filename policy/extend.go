@@ -16,7 +16,41 @@ type extendRule struct {
 	maxTotal time.Duration // cap on the grant's whole life, start to end; 0: the rule's max_ttl
 	maxCount int           // how many extensions a grant may get; 0: no limit
 	autoSrc  string
-	auto     cel.Program // nil: every extension needs the rule's approvals
+	auto     cel.Program // nil: every extension needs approval
+	factors  []factor    // the approvals an extension needs; nil: the rule's own
+}
+
+// extensionRule returns the rule whose approvals an extension of a grant
+// of the named rule needs: the rule itself, with its extend: block's
+// approvals when it has them.
+func (p *Policy) extensionRule(ruleName string) (*rule, error) {
+	r, err := p.rule(ruleName)
+	if err != nil || r.extend == nil || r.extend.factors == nil {
+		return r, err
+	}
+	view := *r
+	view.factors = r.extend.factors
+	return &view, nil
+}
+
+// EligibleExtensionApprover is EligibleApprover for an extension of a
+// grant of the named rule: its extend: block's approvals, or the rule's.
+func (p *Policy) EligibleExtensionApprover(ruleName string, requester, approver spiffeid.ID) (bool, string) {
+	r, err := p.extensionRule(ruleName)
+	if err != nil {
+		return false, err.Error()
+	}
+	return r.eligibleApprover(requester, approver)
+}
+
+// EvaluateExtension is Evaluate for an extension of a grant of the named
+// rule: its extend: block's approvals, or the rule's.
+func (p *Policy) EvaluateExtension(ruleName string, requester spiffeid.ID, reviews []Review) (Progress, error) {
+	r, err := p.extensionRule(ruleName)
+	if err != nil {
+		return Progress{}, fmt.Errorf("policy: evaluate: %w", err)
+	}
+	return r.evaluate(requester, reviews), nil
 }
 
 // ExtendRequest is an extension asked of an issued grant, for
@@ -83,6 +117,11 @@ func (p *Policy) DecideExtend(req ExtendRequest) ExtendDecision {
 			return ExtendDecision{Outcome: AutoApproved, Reason: "extend.auto_approve condition is true: " + x.autoSrc}
 		}
 	}
+	if x.factors != nil {
+		view := *r
+		view.factors = x.factors
+		return ExtendDecision{Outcome: NeedsApproval, Reason: "needs the extension approvals of rule " + fmt.Sprintf("%q: %s", r.name, view.groupNames())}
+	}
 	return ExtendDecision{Outcome: NeedsApproval, Reason: "needs the approvals of rule " + fmt.Sprintf("%q", r.name)}
 }
 
@@ -131,7 +170,7 @@ func evalExtend(prg cel.Program, req ExtendRequest) (bool, error) {
 // extendBlock parses a rule's extend: block.
 func (b *builder) extendBlock(r *rule, n *yaml.Node, path string) {
 	c := b.c
-	m := c.mapping(n, path, "max_total", "max_count", "auto_approve")
+	m := c.mapping(n, path, "max_total", "max_count", "approvals", "auto_approve")
 	if m == nil {
 		return
 	}
@@ -154,6 +193,16 @@ func (b *builder) extendBlock(r *rule, n *yaml.Node, path string) {
 				c.addf(v, join(path, "max_count"), "must be between 0 (no limit) and 1000, not %d", i)
 			} else {
 				x.maxCount = int(i)
+			}
+		}
+	}
+	if v, ok := m["approvals"]; ok {
+		if isNull(v) || (v.Kind == yaml.SequenceNode && len(v.Content) == 0) {
+			c.addf(v, join(path, "approvals"), "empty: omit it to need the rule's own approvals")
+		} else {
+			tmp := &rule{name: r.name}
+			if b.factors(tmp, v, join(path, "approvals")) {
+				x.factors = tmp.factors
 			}
 		}
 	}

@@ -73,3 +73,37 @@ func TestDecideExtend(t *testing.T) {
 		})
 	}
 }
+
+// TestExtensionApprovals: an extend: block's approvals decide who reviews
+// an extension and when it is approved; without them, the rule's do.
+func TestExtensionApprovals(t *testing.T) {
+	p, err := Parse([]byte(edit(nil, `    extend: {approvals: [{count: 1, from: [ops]}]}`,
+		`  - name: plain`, `    requesters: ["spiffe://ex.org/workload/*"]`, `    scopes: [{method: /a.B/D}]`, `    approvals: [{count: 1, from: [sre]}]`, `    extend: {}`,
+	)), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := spiffeid.RequireFromString("spiffe://ex.org/workload/w")
+	alice := spiffeid.RequireFromString("spiffe://ex.org/person/alice") // sre and ops
+	bob := spiffeid.RequireFromString("spiffe://ex.org/person/bob")     // sre only
+	tests := []struct {
+		rule     string
+		approver spiffeid.ID
+		eligible bool
+	}{
+		{"r", alice, true}, {"r", bob, false}, {"plain", bob, true}, {"plain", w, false},
+	}
+	for _, tt := range tests {
+		ok, why := p.EligibleExtensionApprover(tt.rule, w, tt.approver)
+		if ok != tt.eligible {
+			t.Errorf("%s on rule %s: eligible %v (%s), want %v", tt.approver, tt.rule, ok, why, tt.eligible)
+		}
+		prog, err := p.EvaluateExtension(tt.rule, w, []Review{{Approver: tt.approver, Approve: true}})
+		if err != nil || prog.Satisfied != tt.eligible {
+			t.Errorf("%s on rule %s: satisfied %v (%v), want %v", tt.approver, tt.rule, prog.Satisfied, err, tt.eligible)
+		}
+	}
+	if d := p.DecideExtend(ExtendRequest{Rule: "r", Requester: w, TTL: time.Minute}); d.Outcome != NeedsApproval || !strings.Contains(d.Reason, "ops") {
+		t.Errorf("DecideExtend = %v (%s), want NeedsApproval naming ops", d.Outcome, d.Reason)
+	}
+}
