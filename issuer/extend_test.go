@@ -14,6 +14,7 @@ import (
 	"github.com/jitgrant/jitgrant/issuer"
 	"github.com/jitgrant/jitgrant/issuer/notify"
 	"github.com/jitgrant/jitgrant/policy"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // extendPolicy is testPolicy with an extend: block on the refund rule
@@ -272,6 +273,15 @@ func TestExtendOwnApprovals(t *testing.T) {
 	r := e.issueRefund(t, 5*time.Minute)
 	if _, err := e.is.Extend(context.Background(), dev, r.ID, 4*time.Minute, "INC-42"); err != nil {
 		t.Fatal(err)
+	}
+	for who, want := range map[spiffeid.ID]bool{alice: false, bob: true, dev: false} {
+		page, _, err := e.is.List(context.Background(), who, issuer.ListInput{AwaitingMyReview: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.ContainsFunc(page, func(x *issuer.Request) bool { return x.ID == r.ID }); got != want {
+			t.Errorf("%s's awaiting-review list holds the extended grant: %v, want %v", who, got, want)
+		}
 	}
 	if _, err := e.review(alice, r.ID, true); !isErr(err, issuer.ErrPermission) {
 		t.Fatalf("an SRE reviewing the extension: %v, want ErrPermission", err)
