@@ -127,6 +127,9 @@ func (is *Issuer) applyExtension(r *Request, s *steps, actor spiffeid.ID) error 
 	prev := r.NotAfter
 	r.NotAfter = r.NotAfter.Add(x.TTL).Truncate(time.Second)
 	details := map[string]string{"extension": strconv.Itoa(x.Seq), "previous_not_after": prev.Format(time.RFC3339)}
+	if caEnd := is.cfg.CA.Certificate().NotAfter; r.NotAfter.After(caEnd) {
+		r.NotAfter = caEnd.Truncate(time.Second) // no SVID of it may outlive the CA
+	}
 	if r.PublicKey != nil {
 		pub, err := parsePublicKey(r)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/jitgrant/jitgrant/audit"
 	"github.com/jitgrant/jitgrant/grant"
 	"github.com/jitgrant/jitgrant/issuer"
+	"github.com/jitgrant/jitgrant/issuer/ca"
 	"github.com/jitgrant/jitgrant/issuer/notify"
 	"github.com/jitgrant/jitgrant/policy"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -291,5 +293,46 @@ func TestExtendOwnApprovals(t *testing.T) {
 	}
 	if x := e.get(r.ID); !x.NotAfter.Equal(r.NotAfter.Add(4*time.Minute)) || x.Extensions[0].State != issuer.ExtensionApproved {
 		t.Errorf("after bob's approval: ends %s, extension %s", x.NotAfter, x.Extensions[0].State)
+	}
+}
+
+// TestExtendNotPastCA: an extension never takes a grant past its CA's end:
+// it is cut at that end, and one that cannot move the end is refused; for
+// a grant with a CSR (whose certificate the issuer mints) and one without
+// (whose SVIDs the Workload API mints until the grant's end).
+func TestExtendNotPastCA(t *testing.T) {
+	for _, withCSR := range []bool{true, false} {
+		t.Run(fmt.Sprintf("csr=%v", withCSR), func(t *testing.T) {
+			e := newExtendEnv(t)
+			short, err := ca.Generate(ca.Config{TrustDomain: td, Clock: e.clock.Now, TTL: 6 * time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.close()
+			e.ca = short
+			e.open()
+			in := refund(t, dev)
+			in.TTL = 5 * time.Minute
+			if !withCSR {
+				in.CSR = nil
+			}
+			r := e.create(dev, in)
+			for _, who := range []spiffeid.ID{alice, bob} {
+				if _, err := e.review(who, r.ID, true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			caEnd := short.Certificate().NotAfter
+			x, err := e.is.Extend(context.Background(), dev, r.ID, 2*time.Minute, "INC-42")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !x.NotAfter.Equal(caEnd.Truncate(time.Second)) || withCSR && leafOf(t, x).NotAfter.After(caEnd) {
+				t.Errorf("extended grant ends %s, want the CA's end %s", x.NotAfter, caEnd)
+			}
+			if _, err := e.is.Extend(context.Background(), dev, r.ID, time.Minute, "INC-42"); !isErr(err, issuer.ErrState) || !strings.Contains(err.Error(), "outlive") {
+				t.Errorf("extending past the CA's end: %v, want ErrState", err)
+			}
+		})
 	}
 }
