@@ -16,7 +16,19 @@ const (
 	ExtensionPending  = "PENDING"
 	ExtensionApproved = "APPROVED"
 	ExtensionDenied   = "DENIED"
+	// ExtensionLapsed is how the API shows an extension left pending when
+	// its grant ended (the store keeps it PENDING: see Extension.Shown).
+	ExtensionLapsed = "LAPSED"
 )
+
+// Shown returns the state of x to show for a grant in state grant: a
+// pending extension of a grant that has ended lapsed with it.
+func (x Extension) Shown(grant State) string {
+	if x.State == ExtensionPending && grant.Final() {
+		return ExtensionLapsed
+	}
+	return x.State
+}
 
 // Extension is a request to push an issued grant's end later, and its
 // outcome. A grant has at most one pending extension, the last of

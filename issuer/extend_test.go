@@ -336,3 +336,24 @@ func TestExtendNotPastCA(t *testing.T) {
 		})
 	}
 }
+
+// TestExtensionShown: a pending extension of a grant that has ended shows
+// as lapsed; any other shows its own state.
+func TestExtensionShown(t *testing.T) {
+	tests := []struct {
+		x     string
+		grant issuer.State
+		want  string
+	}{
+		{issuer.ExtensionPending, issuer.StateIssued, issuer.ExtensionPending},
+		{issuer.ExtensionPending, issuer.StateExpired, issuer.ExtensionLapsed},
+		{issuer.ExtensionPending, issuer.StateRevoked, issuer.ExtensionLapsed},
+		{issuer.ExtensionApproved, issuer.StateExpired, issuer.ExtensionApproved},
+		{issuer.ExtensionDenied, issuer.StateIssued, issuer.ExtensionDenied},
+	}
+	for _, tt := range tests {
+		if got := (issuer.Extension{State: tt.x}).Shown(tt.grant); got != tt.want {
+			t.Errorf("%s extension of a %s grant shows %s, want %s", tt.x, tt.grant, got, tt.want)
+		}
+	}
+}

@@ -703,7 +703,8 @@ type Extension struct {
 	// How much later the grant is to end.
 	Ttl    *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	Reason string               `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	// PENDING, APPROVED or DENIED.
+	// PENDING, APPROVED or DENIED; LAPSED when the grant ended while it was
+	// pending.
 	State      string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
 	Reviews    []*Review              `protobuf:"bytes,5,rep,name=reviews,proto3" json:"reviews,omitempty"`
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
