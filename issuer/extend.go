@@ -87,15 +87,15 @@ func (is *Issuer) Extend(ctx context.Context, caller spiffeid.ID, id string, ttl
 	if err != nil {
 		return nil, err
 	}
-	if ttl <= 0 || ttl > MaxExtendTTL {
-		return nil, fmt.Errorf("%w: ttl: must be a duration in (0s, %s], not %s", ErrInvalid, MaxExtendTTL, ttl)
-	}
-	if len(reason) > MaxCommentLength {
-		return nil, fmt.Errorf("%w: reason: %d bytes, at most %d", ErrInvalid, len(reason), MaxCommentLength)
-	}
 	return is.changeSteps(ctx, &Request{ID: id}, func(r *Request, s *steps) error {
 		if r.Requester != caller.String() {
 			return fmt.Errorf("%w: only the holder may extend grant %s", ErrPermission, id)
+		}
+		if ttl <= 0 || ttl > MaxExtendTTL {
+			return fmt.Errorf("%w: ttl: must be a duration in (0s, %s], not %s", ErrInvalid, MaxExtendTTL, ttl)
+		}
+		if len(reason) > MaxCommentLength {
+			return fmt.Errorf("%w: reason: %d bytes, at most %d", ErrInvalid, len(reason), MaxCommentLength)
 		}
 		now := is.now()
 		if r.State != StateIssued || !now.Before(r.NotAfter) {

@@ -357,3 +357,42 @@ func TestExtensionShown(t *testing.T) {
 		}
 	}
 }
+
+// TestExtendArguments: bad arguments are refused with ErrInvalid naming
+// them, after the holder check (a stranger learns nothing from them), and
+// change nothing.
+func TestExtendArguments(t *testing.T) {
+	e := newExtendEnv(t)
+	r := e.issueRefund(t, 5*time.Minute)
+	long := strings.Repeat("x", issuer.MaxCommentLength+1)
+	tests := []struct {
+		name   string
+		who    spiffeid.ID
+		ttl    time.Duration
+		reason string
+		want   error
+		text   string
+	}{
+		{"zero ttl", dev, 0, "", issuer.ErrInvalid, "ttl"},
+		{"negative ttl", dev, -time.Minute, "", issuer.ErrInvalid, "ttl"},
+		{"ttl over a day", dev, 25 * time.Hour, "", issuer.ErrInvalid, "ttl"},
+		{"long reason", dev, time.Minute, long, issuer.ErrInvalid, "reason"},
+		{"stranger with a bad ttl", mallory, 0, "", issuer.ErrPermission, "only the holder"},
+		{"unknown grant", dev, time.Minute, "", issuer.ErrNotFound, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := r.ID
+			if tt.name == "unknown grant" {
+				id = "r" + strings.Repeat("a", 26)
+			}
+			_, err := e.is.Extend(context.Background(), tt.who, id, tt.ttl, tt.reason)
+			if !isErr(err, tt.want) || !strings.Contains(err.Error(), tt.text) {
+				t.Errorf("error %v, want %v naming %q", err, tt.want, tt.text)
+			}
+		})
+	}
+	if x := e.get(r.ID); len(x.Extensions) != 0 || !x.NotAfter.Equal(r.NotAfter) {
+		t.Errorf("refused extensions changed the grant: %+v", x.Extensions)
+	}
+}
