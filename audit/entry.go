@@ -48,6 +48,20 @@ const (
 	// expiring notice was sent (details: not_after, lead). Once per grant
 	// per end.
 	ActionGrantExpiring Action = "grant.expiring"
+	// ActionGrantExtensionRequested: the holder asked to push an issued
+	// grant's end later (details: extension, ttl, reason, outcome).
+	ActionGrantExtensionRequested Action = "grant.extension_requested"
+	// ActionGrantExtended: an extension was approved; the grant's end
+	// moved (details: extension, not_after, previous_not_after, serial for a
+	// CSR grant).
+	ActionGrantExtended Action = "grant.extended"
+	// ActionGrantExtensionReviewed: an approver reviewed a pending
+	// extension without concluding it (details: extension, approve,
+	// outcome).
+	ActionGrantExtensionReviewed Action = "grant.extension_reviewed"
+	// ActionGrantExtensionDenied: an approver denied a pending extension;
+	// the grant ends as before.
+	ActionGrantExtensionDenied Action = "grant.extension_denied"
 	// ActionCheckpoint entries are written by the log itself: see Config.CheckpointEvery.
 	ActionCheckpoint Action = "audit.checkpoint"
 )
@@ -56,6 +70,7 @@ var actions = []Action{
 	ActionRequestCreated, ActionRequestApproved, ActionRequestDenied, ActionRequestCanceled,
 	ActionRequestTimedOut, ActionBreakGlass, ActionGrantIssued, ActionGrantFetched,
 	ActionGrantRevoked, ActionGrantUsed, ActionGrantExpiring, ActionGrantExpired, ActionGrantReviewed, ActionPolicyLoaded,
+	ActionGrantExtensionRequested, ActionGrantExtensionReviewed, ActionGrantExtended, ActionGrantExtensionDenied,
 	ActionEnrolled, ActionAuditExported, ActionEntriesLoaded, ActionWebhookFailed, ActionCheckpoint,
 }
 

@@ -66,6 +66,13 @@ func requestToProto(r *Request) *pb.AccessRequest {
 	for _, rv := range r.Reviews {
 		out.Reviews = append(out.Reviews, &pb.Review{Approver: rv.Approver, Approve: rv.Approve, Comment: rv.Comment, Time: ts(rv.Time)})
 	}
+	for _, x := range r.Extensions {
+		px := &pb.Extension{Seq: int32(x.Seq), Ttl: durationpb.New(x.TTL), Reason: x.Reason, State: x.Shown(r.State), CreateTime: ts(x.CreateTime), NotAfter: ts(x.NotAfter)}
+		for _, rv := range x.Reviews {
+			px.Reviews = append(px.Reviews, &pb.Review{Approver: rv.Approver, Approve: rv.Approve, Comment: rv.Comment, Time: ts(rv.Time)})
+		}
+		out.Extensions = append(out.Extensions, px)
+	}
 	return out
 }
 

@@ -60,14 +60,23 @@ func issuable(r *Request, now time.Time) bool {
 // issueStored is issue for a stored request, whose CSR's public key is kept
 // in r.PublicKey.
 func (is *Issuer) issueStored(r *Request) (audit.Record, error) {
-	var pub crypto.PublicKey
-	if r.PublicKey != nil {
-		var err error
-		if pub, err = x509.ParsePKIXPublicKey(r.PublicKey); err != nil {
-			return audit.Record{}, fmt.Errorf("issuer: request %s: stored public key: %w", r.ID, err)
-		}
+	pub, err := parsePublicKey(r)
+	if err != nil {
+		return audit.Record{}, err
 	}
 	return is.issue(r, pub)
+}
+
+// parsePublicKey parses r's stored CSR public key; nil when it has none.
+func parsePublicKey(r *Request) (crypto.PublicKey, error) {
+	if r.PublicKey == nil {
+		return nil, nil
+	}
+	pub, err := x509.ParsePKIXPublicKey(r.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: request %s: stored public key: %w", r.ID, err)
+	}
+	return pub, nil
 }
 
 // issue turns r, an issuable request, into an issued grant: valid from its

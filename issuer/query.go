@@ -50,9 +50,21 @@ func visible(p *policy.Policy, caller spiffeid.ID, r *Request) bool {
 }
 
 // awaiting reports whether r waits for caller's review: a pending request,
-// or a break-glass grant that needs review (in any state), that caller may
-// review and has not yet reviewed.
+// a break-glass grant that needs review (in any state), or an issued
+// grant's pending extension, that caller may review and has not yet
+// reviewed.
 func awaiting(p *policy.Policy, caller spiffeid.ID, r *Request) bool {
+	if x := r.pendingExtension(); x != nil && r.State == StateIssued && !r.NeedsReview {
+		if slices.ContainsFunc(x.Reviews, func(rv Review) bool { return rv.Approver == caller.String() }) {
+			return false
+		}
+		requester, err := spiffeid.FromString(r.Requester)
+		if err != nil {
+			return false
+		}
+		ok, _ := p.EligibleExtensionApprover(r.Rule, requester, caller)
+		return ok
+	}
 	if r.State != StatePending && !(r.BreakGlass && r.NeedsReview) {
 		return false
 	}

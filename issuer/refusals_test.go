@@ -270,6 +270,7 @@ func TestServiceUnauthenticated(t *testing.T) {
 		"RevokeGrant":    func() error { _, err := s.RevokeGrant(ctx, &pb.RevokeGrantRequest{Id: id}); return err },
 		"AckRevocations": func() error { _, err := s.AckRevocations(ctx, &pb.AckRevocationsRequest{StreamId: "s"}); return err },
 		"FetchGrant":     func() error { _, err := s.FetchGrant(ctx, &pb.FetchGrantRequest{Id: id}); return err },
+		"ExtendGrant":    func() error { _, err := s.ExtendGrant(ctx, &pb.ExtendGrantRequest{Id: id}); return err },
 		"ReportUse":      func() error { _, err := s.ReportUse(ctx, &pb.ReportUseRequest{GrantId: id, Uses: 1}); return err },
 		"WatchRequests":  func() error { return s.WatchRequests(&pb.WatchRequestsRequest{}, stream[pb.RequestEvent]{ctx: ctx}) },
 		"ExportAudit":    func() error { return s.ExportAudit(&pb.ExportAuditRequest{}, stream[pb.ExportAuditChunk]{ctx: ctx}) },

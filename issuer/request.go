@@ -114,6 +114,9 @@ type Request struct {
 	// was sent: equal to NotAfter once it was, so that it goes once per
 	// grant per end, across restarts.
 	ExpiringNotified time.Time `json:"expiring_notified,omitzero"`
+	// Extensions are the requests to push the grant's end later, in
+	// order; the last may be pending (see Issuer.Extend).
+	Extensions []Extension `json:"extensions,omitempty"`
 }
 
 // clone returns a deep enough copy of r for a state change: slices that a
@@ -122,6 +125,7 @@ func (r *Request) clone() *Request {
 	c := *r
 	c.Reviews = append([]Review(nil), r.Reviews...)
 	c.Missing = append([]Factor(nil), r.Missing...)
+	c.Extensions = append([]Extension(nil), r.Extensions...)
 	return &c
 }
 

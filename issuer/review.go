@@ -57,8 +57,9 @@ func (is *Issuer) Review(ctx context.Context, caller spiffeid.ID, id string, app
 	return is.ReviewWith(ctx, caller, id, ReviewInput{Approve: approve, Comment: comment})
 }
 
-// ReviewWith records caller's review of a pending request, or of a
-// break-glass grant after the fact.
+// ReviewWith records caller's review of a pending request, of a
+// break-glass grant after the fact, or of the pending extension of an
+// issued grant (see Extend; the rule's approvals apply as to a request).
 //
 // The requester cannot review their own request; a caller outside the
 // rule's approver groups is refused; an approver counts once. When the
@@ -88,13 +89,23 @@ func (is *Issuer) ReviewWith(ctx context.Context, caller spiffeid.ID, id string,
 		if err != nil {
 			return fmt.Errorf("issuer: request %s: requester: %w", id, err)
 		}
-		if ok, why := p.EligibleApprover(r.Rule, requester, caller); !ok {
+		eligible := p.EligibleApprover
+		if r.State == StateIssued && r.pendingExtension() != nil && !r.NeedsReview {
+			eligible = p.EligibleExtensionApprover
+		}
+		if ok, why := eligible(r.Rule, requester, caller); !ok {
 			is.metrics.reviewsRefused.Add(1)
 			is.metrics.reviews.WithLabelValues(verdictRefused).Inc()
 			return fmt.Errorf("%w: %s may not review request %s: %s", ErrPermission, caller, id, why)
 		}
 		if err := in.check(); err != nil {
 			return err
+		}
+		if r.State == StateIssued && r.pendingExtension() != nil && !r.NeedsReview {
+			if in.Revoke {
+				return fmt.Errorf("%w: revoke: a review of grant %s's extension does not revoke it (revoke it with RevokeGrant)", ErrInvalid, id)
+			}
+			return is.reviewExtension(p, caller, requester, r, in, s, res)
 		}
 		if r.State != StatePending && !r.BreakGlass {
 			return fmt.Errorf("%w: request %s is %s, not PENDING", ErrState, id, r.State)

@@ -233,6 +233,28 @@ func (s *Service) CancelRequest(ctx context.Context, in *pb.CancelRequestRequest
 	return requestToProto(r), nil
 }
 
+// ExtendGrant implements pb.IssuerServer.
+func (s *Service) ExtendGrant(ctx context.Context, in *pb.ExtendGrantRequest) (*pb.AccessRequest, error) {
+	id, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkID(in.GetId()); err != nil {
+		return nil, err
+	}
+	if in.GetTtl() == nil {
+		return nil, status.Error(codes.InvalidArgument, "ttl: required: how much later the grant is to end")
+	}
+	if err := in.GetTtl().CheckValid(); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "ttl: %v", err)
+	}
+	r, err := s.is.Extend(ctx, id, in.GetId(), in.GetTtl().AsDuration(), in.GetReason())
+	if err != nil {
+		return nil, s.toStatus(ctx, "ExtendGrant", err)
+	}
+	return requestToProto(r), nil
+}
+
 // DefaultAckTimeout is how long RevokeGrant waits for verifiers'
 // acknowledgements when the request does not say.
 const DefaultAckTimeout = 2 * time.Second

@@ -42,6 +42,11 @@ func (p *Policy) EligibleApprover(ruleName string, requester, approver spiffeid.
 	if err != nil {
 		return false, err.Error()
 	}
+	return r.eligibleApprover(requester, approver)
+}
+
+// eligibleApprover is EligibleApprover for rule r.
+func (r *rule) eligibleApprover(requester, approver spiffeid.ID) (bool, string) {
 	if approver.IsZero() {
 		return false, "no approver identity"
 	}
@@ -81,6 +86,11 @@ func (p *Policy) Evaluate(ruleName string, requester spiffeid.ID, reviews []Revi
 	if err != nil {
 		return Progress{}, fmt.Errorf("policy: evaluate: %w", err)
 	}
+	return r.evaluate(requester, reviews), nil
+}
+
+// evaluate is Evaluate for rule r.
+func (r *rule) evaluate(requester spiffeid.ID, reviews []Review) Progress {
 	var prog Progress
 	var people []candidate
 	seen := make(map[spiffeid.ID]bool, len(reviews))
@@ -119,7 +129,7 @@ func (p *Policy) Evaluate(ruleName string, requester spiffeid.ID, reviews []Revi
 		}
 	}
 	prog.Satisfied = !prog.Denied && len(prog.Missing) == 0
-	return prog, nil
+	return prog
 }
 
 // eligibility returns the bitmask of the factors id may fill.

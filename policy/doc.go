@@ -46,6 +46,10 @@
 //	      - {count: 1, from: [sre]}                  # 1 distinct approver from group sre
 //	    auto_approve: 'ttl <= duration("5m") && time.getHours("UTC") >= 8 && time.getHours("UTC") < 18'
 //	    pending_timeout: 30m                         # optional; default 1h, at most 168h
+//	    extend:                                      # optional; without it, grants of this rule cannot be extended
+//	      max_total: 45m                             # the grant's whole life; default the rule's max_ttl
+//	      max_count: 2                               # extensions per grant; default no limit
+//	      auto_approve: 'extension.ttl <= duration("5m") && grant.extensions == 0'   # else the rule's approvals
 //
 //	  - name: ledger-refund
 //	    description: refunds need one SRE and one security engineer
@@ -197,6 +201,26 @@
 //	ticket.assignee string     "" when the checker does not say
 //	oncall.now      bool       the requester is on call at the request's time
 //	oncall.schedules list(string) the schedules they are on call for
+//
+// # Extensions
+//
+// A rule's optional extend: block lets the holder of an issued grant push
+// its end later ([Policy.DecideExtend]); a rule without one refuses every
+// extension. Its keys: max_total (the grant's whole life, start to new
+// end; default the rule's max_ttl, at most the global max_ttl), max_count
+// (extensions per grant; 0 or absent: no limit), approvals (factors as a
+// rule's, for extensions; default the rule's own: see
+// [Policy.EvaluateExtension]) and auto_approve, a CEL condition over:
+//
+//	requester        string    the holder's SPIFFE ID
+//	grant.id         string
+//	grant.total      duration  the grant's life once extended
+//	grant.extensions int       extensions approved so far
+//	extension.ttl    duration  how much later the grant would end
+//	extension.reason string
+//	time             timestamp the time of the extension request
+//
+// An extension the condition does not approve needs those approvals.
 //
 // # Ticket checks and on-call
 //

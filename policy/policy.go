@@ -114,9 +114,10 @@ type rule struct {
 	pendingTimeout time.Duration
 	maxUses        uint32
 	denyEnds       bool
-	ticketCheck    string // the ticket checker's name; "" for none
-	usesOnCall     bool   // auto_approve reads oncall
-	onError        string // onErrorDeny or onErrorNeedsApproval
+	ticketCheck    string      // the ticket checker's name; "" for none
+	usesOnCall     bool        // auto_approve reads oncall
+	onError        string      // onErrorDeny or onErrorNeedsApproval
+	extend         *extendRule // nil: extensions refused
 
 	matchLines []string // per requester: `rule "x" matched: requester matches "..."`
 	needsLine  string   // "needs 1 approver from [sre] and 1 from [security]"

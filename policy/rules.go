@@ -29,7 +29,7 @@ func (b *builder) rule(path string, n *yaml.Node, env **cel.Env, lines map[strin
 	c := b.c
 	m := c.mapping(n, path, "name", "description", "requesters", "scopes", "max_ttl", "reason",
 		"approvals", "auto_approve", "break_glass", "pending_timeout", "max_uses", "deny_ends_request",
-		"ticket_check", "on_error")
+		"ticket_check", "on_error", "extend")
 	if m == nil {
 		return nil
 	}
@@ -126,6 +126,9 @@ func (b *builder) rule(path string, n *yaml.Node, env **cel.Env, lines map[strin
 		if d, ok := c.boolean(v, join(path, "deny_ends_request")); ok {
 			r.denyEnds = d
 		}
+	}
+	if v, ok := m["extend"]; ok {
+		b.extendBlock(r, v, join(path, "extend"))
 	}
 	b.inputKeys(r, m, path)
 	if len(c.problems) > before {

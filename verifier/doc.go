@@ -45,6 +45,15 @@
 // shared by every connection of one grant. The one allocation per RPC is the
 // context value that carries the grant to the handler.
 //
+// An extended grant has several certificates with one grant ID, each new
+// one ending later. Each connection is judged by the certificate it was
+// opened with: one opened with the old certificate is refused once that
+// ends, even while the new one serves new connections, so a client
+// reconnects with the new SVID (go-spiffe's X509Source gets it from the
+// Workload API; a new connection's handshake presents it). The grant's
+// use count and revocation are shared by all its certificates, and the use
+// count lives until the latest one ends.
+//
 // The package depends on neither the issuer nor its storage or policy
 // engine.
 package verifier

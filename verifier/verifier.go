@@ -49,11 +49,23 @@ type peerConn struct {
 	uses      *useCounter // nil when the grant has no use limit
 }
 
-// useCounter counts the uses of one grant across all its connections.
+// useCounter counts the uses of one grant across all its connections and
+// certificates: an extended grant has several, with one grant ID and later
+// ends; the counter lives until the latest end.
 type useCounter struct {
 	used     atomic.Uint32
 	limit    uint32
-	notAfter time.Time
+	notAfter atomic.Int64 // Unix nanoseconds: the latest end of the grant's certificates
+}
+
+// extend moves the counter's end to t if t is later.
+func (u *useCounter) extend(t time.Time) {
+	for {
+		cur := u.notAfter.Load()
+		if t.UnixNano() <= cur || u.notAfter.CompareAndSwap(cur, t.UnixNano()) {
+			return
+		}
+	}
 }
 
 // take consumes one use, reporting false when none is left.
@@ -134,8 +146,9 @@ func (v *Verifier) admit(state *credentials.TLSInfo) (*x509.Certificate, error) 
 	default:
 		pc.grant, pc.match = g, grant.NewMatcher(g)
 		if g.UseLimit > 0 {
-			c, _ := v.counters.LoadOrStore(g.ID, &useCounter{limit: g.UseLimit, notAfter: leaf.NotAfter})
+			c, _ := v.counters.LoadOrStore(g.ID, &useCounter{limit: g.UseLimit})
 			pc.uses = c.(*useCounter)
+			pc.uses.extend(leaf.NotAfter)
 		}
 	}
 	v.conns.Store(leaf, pc)
@@ -166,7 +179,7 @@ func (v *Verifier) maybeSweep() {
 		return true
 	})
 	v.counters.Range(func(k, val any) bool {
-		if now.After(val.(*useCounter).notAfter) {
+		if now.UnixNano() > val.(*useCounter).notAfter.Load() {
 			v.counters.Delete(k)
 		}
 		return true

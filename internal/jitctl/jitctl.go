@@ -120,6 +120,7 @@ work offline.
 		a.reviewCommand(false),
 		a.cancelCommand(),
 		a.revokeCommand(),
+		a.extendCommand(),
 		a.fetchCommand(),
 		a.watchCommand(),
 		a.inspectCommand(),

@@ -232,6 +232,23 @@ func printRequest(w io.Writer, r *pb.AccessRequest) error {
 	if r.GetNotAfter() != nil {
 		row("not after", fmtTS(r.GetNotAfter()))
 	}
+	for _, x := range r.GetExtensions() {
+		line := fmt.Sprintf("%d: +%s %s, asked %s", x.GetSeq(), fmtDuration(x.GetTtl().AsDuration()), x.GetState(), fmtTS(x.GetCreateTime()))
+		if x.GetReason() != "" {
+			line += ": " + x.GetReason()
+		}
+		if x.GetNotAfter() != nil {
+			line += "; ends " + fmtTS(x.GetNotAfter())
+		}
+		for _, rv := range x.GetReviews() {
+			verb := "approved"
+			if !rv.GetApprove() {
+				verb = "denied"
+			}
+			line += fmt.Sprintf("; %s %s", rv.GetApprover(), verb)
+		}
+		row("extension", line)
+	}
 	if r.GetExpiringNotified() != nil {
 		row("expiring", "notice sent for the end "+fmtTS(r.GetExpiringNotified()))
 	}

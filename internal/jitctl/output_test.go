@@ -143,6 +143,25 @@ func TestPrintRequest(t *testing.T) {
 	}
 
 	b.Reset()
+	r := sampleRequest()
+	r.State, r.Extensions = pb.State_STATE_ISSUED, []*pb.Extension{
+		{Seq: 1, Ttl: durationpb.New(5 * time.Minute), Reason: "more", State: "APPROVED", CreateTime: timestamppb.New(t0()), NotAfter: timestamppb.New(t0().Add(20 * time.Minute))},
+		{Seq: 2, Ttl: durationpb.New(time.Minute), State: "PENDING", CreateTime: timestamppb.New(t0()),
+			Reviews: []*pb.Review{{Approver: "spiffe://example.org/person/alice", Approve: true}}},
+	}
+	if err := printRequest(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"  1: +5m APPROVED, asked 2026-05-06T07:08:09Z: more; ends 2026-05-06T07:28:09Z\n",
+		"  2: +1m PENDING, asked 2026-05-06T07:08:09Z; spiffe://example.org/person/alice approved\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("printRequest output lacks %q:\n%s", want, b.String())
+		}
+	}
+
+	b.Reset()
 	r2 := sampleRequest()
 	r2.Id, r2.State, r2.NeedsReview = "r02def", pb.State_STATE_ISSUED, true
 	if err := printRequests(&b, []*pb.AccessRequest{sampleRequest(), r2}); err != nil {

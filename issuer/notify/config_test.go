@@ -100,7 +100,7 @@ func TestNewValidation(t *testing.T) {
 		{
 			name:    "unknown event",
 			cfg:     notify.Config{Endpoints: []notify.Endpoint{with(func(e *notify.Endpoint) { e.Events = []string{"issued", "approved"} })}},
-			wantErr: []string{`notify: endpoints[0].events[1]: unknown event "approved" (want one of created, decided, issued, revoked, expiring, expired, break_glass, reviewed)`},
+			wantErr: []string{`notify: endpoints[0].events[1]: unknown event "approved" (want one of created, decided, issued, revoked, expiring, expired, break_glass, reviewed, extension_requested, extended, extension_denied)`},
 		},
 		{
 			name:    "negative timeout",

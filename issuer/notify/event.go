@@ -40,9 +40,18 @@ const (
 	// KindReviewed: the after-the-fact review of a break-glass grant
 	// concluded (verdict approved or denied) and its flag cleared.
 	KindReviewed Kind = "reviewed"
+	// KindExtensionRequested: the holder asked to push an issued grant's
+	// end later (Extension says by how much); it awaits review unless an
+	// extended event follows at once.
+	KindExtensionRequested Kind = "extension_requested"
+	// KindExtended: an extension was approved; NotAfter is the new end.
+	KindExtended Kind = "extended"
+	// KindExtensionDenied: an approver denied an extension; the grant ends
+	// as before (NotAfter).
+	KindExtensionDenied Kind = "extension_denied"
 )
 
-var kinds = []Kind{KindCreated, KindDecided, KindIssued, KindRevoked, KindExpiring, KindExpired, KindBreakGlass, KindReviewed}
+var kinds = []Kind{KindCreated, KindDecided, KindIssued, KindRevoked, KindExpiring, KindExpired, KindBreakGlass, KindReviewed, KindExtensionRequested, KindExtended, KindExtensionDenied}
 
 // Kinds returns every kind, in lifecycle order.
 func Kinds() []Kind { return slices.Clone(kinds) }
@@ -107,6 +116,9 @@ type Event struct {
 //	grant.revoked                      revoked
 //	grant.expiring                     expiring (NotAfter: the end it is for)
 //	grant.expired                      expired
+//	grant.extension_requested          extension_requested
+//	grant.extended                     extended (NotAfter: the new end)
+//	grant.extension_denied             extension_denied
 //
 // Anything else gives no event. A break-glass request thus gives
 // break_glass when it is made and issued (with BreakGlass) when its grant is,
@@ -136,6 +148,12 @@ func FromChange(r *issuer.Request, action audit.Action) (Event, bool) {
 		kind = KindExpiring
 	case audit.ActionGrantExpired:
 		kind = KindExpired
+	case audit.ActionGrantExtensionRequested:
+		kind = KindExtensionRequested
+	case audit.ActionGrantExtended:
+		kind = KindExtended
+	case audit.ActionGrantExtensionDenied:
+		kind = KindExtensionDenied
 	default:
 		return Event{}, false
 	}
@@ -226,6 +244,12 @@ func (ev *Event) summary() string {
 		s = fmt.Sprintf(":hourglass_flowing_sand: grant %s of %s for %s expires at %s", id, who, scopes, ev.NotAfter.UTC().Format(time.RFC3339))
 	case KindExpired:
 		s = fmt.Sprintf(":stopwatch: grant %s of %s expired", id, who)
+	case KindExtensionRequested:
+		s = fmt.Sprintf(":hourglass: grant %s of %s: extension asked", id, who)
+	case KindExtended:
+		s = fmt.Sprintf(":arrow_forward: grant %s of %s extended until %s", id, who, ev.NotAfter.UTC().Format(time.RFC3339))
+	case KindExtensionDenied:
+		s = fmt.Sprintf(":x: grant %s of %s: extension denied; it ends at %s", id, who, ev.NotAfter.UTC().Format(time.RFC3339))
 	case KindReviewed:
 		if ev.Verdict == issuer.VerdictApproved {
 			s = fmt.Sprintf(":white_check_mark: break-glass grant %s of %s reviewed: approved by %s", id, who, esc(strings.Join(ev.Approvers, ", ")))

@@ -41,6 +41,7 @@ rules:
     approvals:
       - {count: 1, from: [sre]}
     auto_approve: 'ttl <= duration("5m")'
+    extend: {max_total: 10m, auto_approve: 'true'}
 `
 
 var (

@@ -126,7 +126,14 @@ func (s *Server) x509Set(ctx context.Context, entries []attest.Entry) ([]*svid, 
 		if !now.Before(grantEnd(r)) {
 			continue // ended by our clock, before the sweeper marked it
 		}
-		sv, err := s.cache.get(grantKey(r.ID), now, func() (*svid, error) { return s.mintGrant(ctx, id, r) })
+		mint := func() (*svid, error) { return s.mintGrant(ctx, id, r) }
+		sv, err := s.cache.get(grantKey(r.ID), now, mint)
+		if err == nil && !sv.renewAt.Equal(grantEnd(r)) {
+			// The grant's end moved (an extension): its SVID is minted
+			// again now, for the new end, not at the old one.
+			s.cache.drop(grantKey(r.ID))
+			sv, err = s.cache.get(grantKey(r.ID), now, mint)
+		}
 		if errors.Is(err, issuer.ErrState) || errors.Is(err, issuer.ErrNotFound) {
 			continue // revoked or ended since the listing: the change feed tells the stream
 		}

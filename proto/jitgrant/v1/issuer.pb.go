@@ -477,8 +477,10 @@ type AccessRequest struct {
 	// that end; equal to not_after once the notice for the current end was
 	// sent, unset before.
 	ExpiringNotified *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=expiring_notified,json=expiringNotified,proto3" json:"expiring_notified,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The requests to extend the grant, in order; the last may be pending.
+	Extensions    []*Extension `protobuf:"bytes,26,rep,name=extensions,proto3" json:"extensions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AccessRequest) Reset() {
@@ -686,6 +688,172 @@ func (x *AccessRequest) GetExpiringNotified() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AccessRequest) GetExtensions() []*Extension {
+	if x != nil {
+		return x.Extensions
+	}
+	return nil
+}
+
+// Extension is a request to push an issued grant's end later.
+type Extension struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Numbers the grant's extensions from 1.
+	Seq int32 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// How much later the grant is to end.
+	Ttl    *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Reason string               `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// PENDING, APPROVED or DENIED; LAPSED when the grant ended while it was
+	// pending.
+	State      string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Reviews    []*Review              `protobuf:"bytes,5,rep,name=reviews,proto3" json:"reviews,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// The grant's end it set, once approved.
+	NotAfter      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Extension) Reset() {
+	*x = Extension{}
+	mi := &file_issuer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Extension) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Extension) ProtoMessage() {}
+
+func (x *Extension) ProtoReflect() protoreflect.Message {
+	mi := &file_issuer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Extension.ProtoReflect.Descriptor instead.
+func (*Extension) Descriptor() ([]byte, []int) {
+	return file_issuer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Extension) GetSeq() int32 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *Extension) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+func (x *Extension) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Extension) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Extension) GetReviews() []*Review {
+	if x != nil {
+		return x.Reviews
+	}
+	return nil
+}
+
+func (x *Extension) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Extension) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+type ExtendGrantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// How much later the grant is to end.
+	Ttl           *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Reason        string               `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendGrantRequest) Reset() {
+	*x = ExtendGrantRequest{}
+	mi := &file_issuer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendGrantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendGrantRequest) ProtoMessage() {}
+
+func (x *ExtendGrantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_issuer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendGrantRequest.ProtoReflect.Descriptor instead.
+func (*ExtendGrantRequest) Descriptor() ([]byte, []int) {
+	return file_issuer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ExtendGrantRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ExtendGrantRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+func (x *ExtendGrantRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type CreateRequestRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Scopes []*Scope               `protobuf:"bytes,1,rep,name=scopes,proto3" json:"scopes,omitempty"`
@@ -709,7 +877,7 @@ type CreateRequestRequest struct {
 
 func (x *CreateRequestRequest) Reset() {
 	*x = CreateRequestRequest{}
-	mi := &file_issuer_proto_msgTypes[5]
+	mi := &file_issuer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +889,7 @@ func (x *CreateRequestRequest) String() string {
 func (*CreateRequestRequest) ProtoMessage() {}
 
 func (x *CreateRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[5]
+	mi := &file_issuer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +902,7 @@ func (x *CreateRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequestRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequestRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{5}
+	return file_issuer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateRequestRequest) GetScopes() []*Scope {
@@ -804,7 +972,7 @@ type CreateRequestResponse struct {
 
 func (x *CreateRequestResponse) Reset() {
 	*x = CreateRequestResponse{}
-	mi := &file_issuer_proto_msgTypes[6]
+	mi := &file_issuer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +984,7 @@ func (x *CreateRequestResponse) String() string {
 func (*CreateRequestResponse) ProtoMessage() {}
 
 func (x *CreateRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[6]
+	mi := &file_issuer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +997,7 @@ func (x *CreateRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequestResponse.ProtoReflect.Descriptor instead.
 func (*CreateRequestResponse) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{6}
+	return file_issuer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateRequestResponse) GetRequest() *AccessRequest {
@@ -855,7 +1023,7 @@ type GetRequestRequest struct {
 
 func (x *GetRequestRequest) Reset() {
 	*x = GetRequestRequest{}
-	mi := &file_issuer_proto_msgTypes[7]
+	mi := &file_issuer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +1035,7 @@ func (x *GetRequestRequest) String() string {
 func (*GetRequestRequest) ProtoMessage() {}
 
 func (x *GetRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[7]
+	mi := &file_issuer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1048,7 @@ func (x *GetRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetRequestRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{7}
+	return file_issuer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetRequestRequest) GetId() string {
@@ -910,7 +1078,7 @@ type ListRequestsRequest struct {
 
 func (x *ListRequestsRequest) Reset() {
 	*x = ListRequestsRequest{}
-	mi := &file_issuer_proto_msgTypes[8]
+	mi := &file_issuer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1090,7 @@ func (x *ListRequestsRequest) String() string {
 func (*ListRequestsRequest) ProtoMessage() {}
 
 func (x *ListRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[8]
+	mi := &file_issuer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1103,7 @@ func (x *ListRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{8}
+	return file_issuer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListRequestsRequest) GetStates() []State {
@@ -991,7 +1159,7 @@ type ListRequestsResponse struct {
 
 func (x *ListRequestsResponse) Reset() {
 	*x = ListRequestsResponse{}
-	mi := &file_issuer_proto_msgTypes[9]
+	mi := &file_issuer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1171,7 @@ func (x *ListRequestsResponse) String() string {
 func (*ListRequestsResponse) ProtoMessage() {}
 
 func (x *ListRequestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[9]
+	mi := &file_issuer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1184,7 @@ func (x *ListRequestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequestsResponse.ProtoReflect.Descriptor instead.
 func (*ListRequestsResponse) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{9}
+	return file_issuer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRequestsResponse) GetRequests() []*AccessRequest {
@@ -1047,7 +1215,7 @@ type ReviewRequest struct {
 
 func (x *ReviewRequest) Reset() {
 	*x = ReviewRequest{}
-	mi := &file_issuer_proto_msgTypes[10]
+	mi := &file_issuer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1227,7 @@ func (x *ReviewRequest) String() string {
 func (*ReviewRequest) ProtoMessage() {}
 
 func (x *ReviewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[10]
+	mi := &file_issuer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1240,7 @@ func (x *ReviewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewRequest.ProtoReflect.Descriptor instead.
 func (*ReviewRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{10}
+	return file_issuer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReviewRequest) GetId() string {
@@ -1114,7 +1282,7 @@ type ReviewResponse struct {
 
 func (x *ReviewResponse) Reset() {
 	*x = ReviewResponse{}
-	mi := &file_issuer_proto_msgTypes[11]
+	mi := &file_issuer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1294,7 @@ func (x *ReviewResponse) String() string {
 func (*ReviewResponse) ProtoMessage() {}
 
 func (x *ReviewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[11]
+	mi := &file_issuer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1307,7 @@ func (x *ReviewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewResponse.ProtoReflect.Descriptor instead.
 func (*ReviewResponse) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{11}
+	return file_issuer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReviewResponse) GetRequest() *AccessRequest {
@@ -1193,7 +1361,7 @@ type CancelRequestRequest struct {
 
 func (x *CancelRequestRequest) Reset() {
 	*x = CancelRequestRequest{}
-	mi := &file_issuer_proto_msgTypes[12]
+	mi := &file_issuer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1373,7 @@ func (x *CancelRequestRequest) String() string {
 func (*CancelRequestRequest) ProtoMessage() {}
 
 func (x *CancelRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[12]
+	mi := &file_issuer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1386,7 @@ func (x *CancelRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequestRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequestRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{12}
+	return file_issuer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelRequestRequest) GetId() string {
@@ -1241,7 +1409,7 @@ type RevokeGrantRequest struct {
 
 func (x *RevokeGrantRequest) Reset() {
 	*x = RevokeGrantRequest{}
-	mi := &file_issuer_proto_msgTypes[13]
+	mi := &file_issuer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1421,7 @@ func (x *RevokeGrantRequest) String() string {
 func (*RevokeGrantRequest) ProtoMessage() {}
 
 func (x *RevokeGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[13]
+	mi := &file_issuer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1434,7 @@ func (x *RevokeGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeGrantRequest.ProtoReflect.Descriptor instead.
 func (*RevokeGrantRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{13}
+	return file_issuer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RevokeGrantRequest) GetId() string {
@@ -1303,7 +1471,7 @@ type RevokeGrantResponse struct {
 
 func (x *RevokeGrantResponse) Reset() {
 	*x = RevokeGrantResponse{}
-	mi := &file_issuer_proto_msgTypes[14]
+	mi := &file_issuer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1483,7 @@ func (x *RevokeGrantResponse) String() string {
 func (*RevokeGrantResponse) ProtoMessage() {}
 
 func (x *RevokeGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[14]
+	mi := &file_issuer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1496,7 @@ func (x *RevokeGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeGrantResponse.ProtoReflect.Descriptor instead.
 func (*RevokeGrantResponse) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{14}
+	return file_issuer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RevokeGrantResponse) GetRequest() *AccessRequest {
@@ -1361,7 +1529,7 @@ type FetchGrantRequest struct {
 
 func (x *FetchGrantRequest) Reset() {
 	*x = FetchGrantRequest{}
-	mi := &file_issuer_proto_msgTypes[15]
+	mi := &file_issuer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1541,7 @@ func (x *FetchGrantRequest) String() string {
 func (*FetchGrantRequest) ProtoMessage() {}
 
 func (x *FetchGrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[15]
+	mi := &file_issuer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1554,7 @@ func (x *FetchGrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchGrantRequest.ProtoReflect.Descriptor instead.
 func (*FetchGrantRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{15}
+	return file_issuer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FetchGrantRequest) GetId() string {
@@ -1409,7 +1577,7 @@ type FetchGrantResponse struct {
 
 func (x *FetchGrantResponse) Reset() {
 	*x = FetchGrantResponse{}
-	mi := &file_issuer_proto_msgTypes[16]
+	mi := &file_issuer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1589,7 @@ func (x *FetchGrantResponse) String() string {
 func (*FetchGrantResponse) ProtoMessage() {}
 
 func (x *FetchGrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[16]
+	mi := &file_issuer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1602,7 @@ func (x *FetchGrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchGrantResponse.ProtoReflect.Descriptor instead.
 func (*FetchGrantResponse) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{16}
+	return file_issuer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FetchGrantResponse) GetCertChain() [][]byte {
@@ -1470,7 +1638,7 @@ type WatchRequestsRequest struct {
 
 func (x *WatchRequestsRequest) Reset() {
 	*x = WatchRequestsRequest{}
-	mi := &file_issuer_proto_msgTypes[17]
+	mi := &file_issuer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1650,7 @@ func (x *WatchRequestsRequest) String() string {
 func (*WatchRequestsRequest) ProtoMessage() {}
 
 func (x *WatchRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[17]
+	mi := &file_issuer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1663,7 @@ func (x *WatchRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequestsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{17}
+	return file_issuer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchRequestsRequest) GetStates() []State {
@@ -1535,7 +1703,7 @@ type RequestEvent struct {
 
 func (x *RequestEvent) Reset() {
 	*x = RequestEvent{}
-	mi := &file_issuer_proto_msgTypes[18]
+	mi := &file_issuer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1715,7 @@ func (x *RequestEvent) String() string {
 func (*RequestEvent) ProtoMessage() {}
 
 func (x *RequestEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[18]
+	mi := &file_issuer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1728,7 @@ func (x *RequestEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestEvent.ProtoReflect.Descriptor instead.
 func (*RequestEvent) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{18}
+	return file_issuer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RequestEvent) GetRequest() *AccessRequest {
@@ -1582,7 +1750,7 @@ type ExportAuditRequest struct {
 
 func (x *ExportAuditRequest) Reset() {
 	*x = ExportAuditRequest{}
-	mi := &file_issuer_proto_msgTypes[19]
+	mi := &file_issuer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1762,7 @@ func (x *ExportAuditRequest) String() string {
 func (*ExportAuditRequest) ProtoMessage() {}
 
 func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[19]
+	mi := &file_issuer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1775,7 @@ func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditRequest.ProtoReflect.Descriptor instead.
 func (*ExportAuditRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{19}
+	return file_issuer_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExportAuditRequest) GetFrom() uint64 {
@@ -1634,7 +1802,7 @@ type ExportAuditChunk struct {
 
 func (x *ExportAuditChunk) Reset() {
 	*x = ExportAuditChunk{}
-	mi := &file_issuer_proto_msgTypes[20]
+	mi := &file_issuer_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1646,7 +1814,7 @@ func (x *ExportAuditChunk) String() string {
 func (*ExportAuditChunk) ProtoMessage() {}
 
 func (x *ExportAuditChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[20]
+	mi := &file_issuer_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1659,7 +1827,7 @@ func (x *ExportAuditChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditChunk.ProtoReflect.Descriptor instead.
 func (*ExportAuditChunk) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{20}
+	return file_issuer_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ExportAuditChunk) GetData() []byte {
@@ -1680,7 +1848,7 @@ type WatchRevocationsRequest struct {
 
 func (x *WatchRevocationsRequest) Reset() {
 	*x = WatchRevocationsRequest{}
-	mi := &file_issuer_proto_msgTypes[21]
+	mi := &file_issuer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1692,7 +1860,7 @@ func (x *WatchRevocationsRequest) String() string {
 func (*WatchRevocationsRequest) ProtoMessage() {}
 
 func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[21]
+	mi := &file_issuer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1705,7 +1873,7 @@ func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{21}
+	return file_issuer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchRevocationsRequest) GetStreamId() string {
@@ -1725,7 +1893,7 @@ type AckRevocationsRequest struct {
 
 func (x *AckRevocationsRequest) Reset() {
 	*x = AckRevocationsRequest{}
-	mi := &file_issuer_proto_msgTypes[22]
+	mi := &file_issuer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1905,7 @@ func (x *AckRevocationsRequest) String() string {
 func (*AckRevocationsRequest) ProtoMessage() {}
 
 func (x *AckRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[22]
+	mi := &file_issuer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1918,7 @@ func (x *AckRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*AckRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{22}
+	return file_issuer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AckRevocationsRequest) GetStreamId() string {
@@ -1775,7 +1943,7 @@ type AckRevocationsResponse struct {
 
 func (x *AckRevocationsResponse) Reset() {
 	*x = AckRevocationsResponse{}
-	mi := &file_issuer_proto_msgTypes[23]
+	mi := &file_issuer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +1955,7 @@ func (x *AckRevocationsResponse) String() string {
 func (*AckRevocationsResponse) ProtoMessage() {}
 
 func (x *AckRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[23]
+	mi := &file_issuer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +1968,7 @@ func (x *AckRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*AckRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{23}
+	return file_issuer_proto_rawDescGZIP(), []int{25}
 }
 
 // Revocation is one revoked grant.
@@ -1815,7 +1983,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_issuer_proto_msgTypes[24]
+	mi := &file_issuer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1827,7 +1995,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[24]
+	mi := &file_issuer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1840,7 +2008,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{24}
+	return file_issuer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Revocation) GetGrantId() string {
@@ -1875,7 +2043,7 @@ type RevocationEvent struct {
 
 func (x *RevocationEvent) Reset() {
 	*x = RevocationEvent{}
-	mi := &file_issuer_proto_msgTypes[25]
+	mi := &file_issuer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1887,7 +2055,7 @@ func (x *RevocationEvent) String() string {
 func (*RevocationEvent) ProtoMessage() {}
 
 func (x *RevocationEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[25]
+	mi := &file_issuer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +2068,7 @@ func (x *RevocationEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevocationEvent.ProtoReflect.Descriptor instead.
 func (*RevocationEvent) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{25}
+	return file_issuer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RevocationEvent) GetSnapshot() bool {
@@ -1943,7 +2111,7 @@ type ReportUseRequest struct {
 
 func (x *ReportUseRequest) Reset() {
 	*x = ReportUseRequest{}
-	mi := &file_issuer_proto_msgTypes[26]
+	mi := &file_issuer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2123,7 @@ func (x *ReportUseRequest) String() string {
 func (*ReportUseRequest) ProtoMessage() {}
 
 func (x *ReportUseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[26]
+	mi := &file_issuer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2136,7 @@ func (x *ReportUseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportUseRequest.ProtoReflect.Descriptor instead.
 func (*ReportUseRequest) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{26}
+	return file_issuer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReportUseRequest) GetGrantId() string {
@@ -1998,7 +2166,7 @@ type ReportUseResponse struct {
 
 func (x *ReportUseResponse) Reset() {
 	*x = ReportUseResponse{}
-	mi := &file_issuer_proto_msgTypes[27]
+	mi := &file_issuer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2178,7 @@ func (x *ReportUseResponse) String() string {
 func (*ReportUseResponse) ProtoMessage() {}
 
 func (x *ReportUseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_issuer_proto_msgTypes[27]
+	mi := &file_issuer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2191,7 @@ func (x *ReportUseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportUseResponse.ProtoReflect.Descriptor instead.
 func (*ReportUseResponse) Descriptor() ([]byte, []int) {
-	return file_issuer_proto_rawDescGZIP(), []int{27}
+	return file_issuer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReportUseResponse) GetTotalUses() uint32 {
@@ -2069,7 +2237,7 @@ const file_issuer_proto_rawDesc = "" +
 	"\bapprover\x18\x01 \x01(\tR\bapprover\x12\x18\n" +
 	"\aapprove\x18\x02 \x01(\bR\aapprove\x12\x18\n" +
 	"\acomment\x18\x03 \x01(\tR\acomment\x12.\n" +
-	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xfc\a\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xb4\b\n" +
 	"\rAccessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\trequester\x18\x02 \x01(\tR\trequester\x12(\n" +
@@ -2101,7 +2269,23 @@ const file_issuer_proto_rawDesc = "" +
 	"end_reason\x18\x16 \x01(\tR\tendReason\x12\x12\n" +
 	"\x04uses\x18\x17 \x01(\rR\x04uses\x12%\n" +
 	"\x0ereview_verdict\x18\x18 \x01(\tR\rreviewVerdict\x12G\n" +
-	"\x11expiring_notified\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\x10expiringNotified\"\xab\x02\n" +
+	"\x11expiring_notified\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\x10expiringNotified\x126\n" +
+	"\n" +
+	"extensions\x18\x1a \x03(\v2\x16.jitgrant.v1.ExtensionR\n" +
+	"extensions\"\x9d\x02\n" +
+	"\tExtension\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x05R\x03seq\x12+\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12-\n" +
+	"\areviews\x18\x05 \x03(\v2\x13.jitgrant.v1.ReviewR\areviews\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x127\n" +
+	"\tnot_after\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"i\n" +
+	"\x12ExtendGrantRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xab\x02\n" +
 	"\x14CreateRequestRequest\x12*\n" +
 	"\x06scopes\x18\x01 \x03(\v2\x12.jitgrant.v1.ScopeR\x06scopes\x12+\n" +
 	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x16\n" +
@@ -2208,7 +2392,7 @@ const file_issuer_proto_rawDesc = "" +
 	"\x0eOUTCOME_DENIED\x10\x01\x12\x1a\n" +
 	"\x16OUTCOME_NEEDS_APPROVAL\x10\x02\x12\x19\n" +
 	"\x15OUTCOME_AUTO_APPROVED\x10\x03\x12\x17\n" +
-	"\x13OUTCOME_BREAK_GLASS\x10\x042\xa6\b\n" +
+	"\x13OUTCOME_BREAK_GLASS\x10\x042\xf2\b\n" +
 	"\x06Issuer\x12V\n" +
 	"\rCreateRequest\x12!.jitgrant.v1.CreateRequestRequest\x1a\".jitgrant.v1.CreateRequestResponse\x12H\n" +
 	"\n" +
@@ -2219,7 +2403,8 @@ const file_issuer_proto_rawDesc = "" +
 	"\rCancelRequest\x12!.jitgrant.v1.CancelRequestRequest\x1a\x1a.jitgrant.v1.AccessRequest\x12P\n" +
 	"\vRevokeGrant\x12\x1f.jitgrant.v1.RevokeGrantRequest\x1a .jitgrant.v1.RevokeGrantResponse\x12M\n" +
 	"\n" +
-	"FetchGrant\x12\x1e.jitgrant.v1.FetchGrantRequest\x1a\x1f.jitgrant.v1.FetchGrantResponse\x12O\n" +
+	"FetchGrant\x12\x1e.jitgrant.v1.FetchGrantRequest\x1a\x1f.jitgrant.v1.FetchGrantResponse\x12J\n" +
+	"\vExtendGrant\x12\x1f.jitgrant.v1.ExtendGrantRequest\x1a\x1a.jitgrant.v1.AccessRequest\x12O\n" +
 	"\rWatchRequests\x12!.jitgrant.v1.WatchRequestsRequest\x1a\x19.jitgrant.v1.RequestEvent0\x01\x12O\n" +
 	"\vExportAudit\x12\x1f.jitgrant.v1.ExportAuditRequest\x1a\x1d.jitgrant.v1.ExportAuditChunk0\x01\x12X\n" +
 	"\x10WatchRevocations\x12$.jitgrant.v1.WatchRevocationsRequest\x1a\x1c.jitgrant.v1.RevocationEvent0\x01\x12J\n" +
@@ -2239,7 +2424,7 @@ func file_issuer_proto_rawDescGZIP() []byte {
 }
 
 var file_issuer_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_issuer_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_issuer_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_issuer_proto_goTypes = []any{
 	(State)(0),                      // 0: jitgrant.v1.State
 	(Outcome)(0),                    // 1: jitgrant.v1.Outcome
@@ -2248,98 +2433,108 @@ var file_issuer_proto_goTypes = []any{
 	(*Decision)(nil),                // 4: jitgrant.v1.Decision
 	(*Review)(nil),                  // 5: jitgrant.v1.Review
 	(*AccessRequest)(nil),           // 6: jitgrant.v1.AccessRequest
-	(*CreateRequestRequest)(nil),    // 7: jitgrant.v1.CreateRequestRequest
-	(*CreateRequestResponse)(nil),   // 8: jitgrant.v1.CreateRequestResponse
-	(*GetRequestRequest)(nil),       // 9: jitgrant.v1.GetRequestRequest
-	(*ListRequestsRequest)(nil),     // 10: jitgrant.v1.ListRequestsRequest
-	(*ListRequestsResponse)(nil),    // 11: jitgrant.v1.ListRequestsResponse
-	(*ReviewRequest)(nil),           // 12: jitgrant.v1.ReviewRequest
-	(*ReviewResponse)(nil),          // 13: jitgrant.v1.ReviewResponse
-	(*CancelRequestRequest)(nil),    // 14: jitgrant.v1.CancelRequestRequest
-	(*RevokeGrantRequest)(nil),      // 15: jitgrant.v1.RevokeGrantRequest
-	(*RevokeGrantResponse)(nil),     // 16: jitgrant.v1.RevokeGrantResponse
-	(*FetchGrantRequest)(nil),       // 17: jitgrant.v1.FetchGrantRequest
-	(*FetchGrantResponse)(nil),      // 18: jitgrant.v1.FetchGrantResponse
-	(*WatchRequestsRequest)(nil),    // 19: jitgrant.v1.WatchRequestsRequest
-	(*RequestEvent)(nil),            // 20: jitgrant.v1.RequestEvent
-	(*ExportAuditRequest)(nil),      // 21: jitgrant.v1.ExportAuditRequest
-	(*ExportAuditChunk)(nil),        // 22: jitgrant.v1.ExportAuditChunk
-	(*WatchRevocationsRequest)(nil), // 23: jitgrant.v1.WatchRevocationsRequest
-	(*AckRevocationsRequest)(nil),   // 24: jitgrant.v1.AckRevocationsRequest
-	(*AckRevocationsResponse)(nil),  // 25: jitgrant.v1.AckRevocationsResponse
-	(*Revocation)(nil),              // 26: jitgrant.v1.Revocation
-	(*RevocationEvent)(nil),         // 27: jitgrant.v1.RevocationEvent
-	(*ReportUseRequest)(nil),        // 28: jitgrant.v1.ReportUseRequest
-	(*ReportUseResponse)(nil),       // 29: jitgrant.v1.ReportUseResponse
-	(*durationpb.Duration)(nil),     // 30: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 31: google.protobuf.Timestamp
+	(*Extension)(nil),               // 7: jitgrant.v1.Extension
+	(*ExtendGrantRequest)(nil),      // 8: jitgrant.v1.ExtendGrantRequest
+	(*CreateRequestRequest)(nil),    // 9: jitgrant.v1.CreateRequestRequest
+	(*CreateRequestResponse)(nil),   // 10: jitgrant.v1.CreateRequestResponse
+	(*GetRequestRequest)(nil),       // 11: jitgrant.v1.GetRequestRequest
+	(*ListRequestsRequest)(nil),     // 12: jitgrant.v1.ListRequestsRequest
+	(*ListRequestsResponse)(nil),    // 13: jitgrant.v1.ListRequestsResponse
+	(*ReviewRequest)(nil),           // 14: jitgrant.v1.ReviewRequest
+	(*ReviewResponse)(nil),          // 15: jitgrant.v1.ReviewResponse
+	(*CancelRequestRequest)(nil),    // 16: jitgrant.v1.CancelRequestRequest
+	(*RevokeGrantRequest)(nil),      // 17: jitgrant.v1.RevokeGrantRequest
+	(*RevokeGrantResponse)(nil),     // 18: jitgrant.v1.RevokeGrantResponse
+	(*FetchGrantRequest)(nil),       // 19: jitgrant.v1.FetchGrantRequest
+	(*FetchGrantResponse)(nil),      // 20: jitgrant.v1.FetchGrantResponse
+	(*WatchRequestsRequest)(nil),    // 21: jitgrant.v1.WatchRequestsRequest
+	(*RequestEvent)(nil),            // 22: jitgrant.v1.RequestEvent
+	(*ExportAuditRequest)(nil),      // 23: jitgrant.v1.ExportAuditRequest
+	(*ExportAuditChunk)(nil),        // 24: jitgrant.v1.ExportAuditChunk
+	(*WatchRevocationsRequest)(nil), // 25: jitgrant.v1.WatchRevocationsRequest
+	(*AckRevocationsRequest)(nil),   // 26: jitgrant.v1.AckRevocationsRequest
+	(*AckRevocationsResponse)(nil),  // 27: jitgrant.v1.AckRevocationsResponse
+	(*Revocation)(nil),              // 28: jitgrant.v1.Revocation
+	(*RevocationEvent)(nil),         // 29: jitgrant.v1.RevocationEvent
+	(*ReportUseRequest)(nil),        // 30: jitgrant.v1.ReportUseRequest
+	(*ReportUseResponse)(nil),       // 31: jitgrant.v1.ReportUseResponse
+	(*durationpb.Duration)(nil),     // 32: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 33: google.protobuf.Timestamp
 }
 var file_issuer_proto_depIdxs = []int32{
 	1,  // 0: jitgrant.v1.Decision.outcome:type_name -> jitgrant.v1.Outcome
 	3,  // 1: jitgrant.v1.Decision.factors:type_name -> jitgrant.v1.Factor
-	30, // 2: jitgrant.v1.Decision.max_ttl:type_name -> google.protobuf.Duration
-	30, // 3: jitgrant.v1.Decision.pending_timeout:type_name -> google.protobuf.Duration
-	31, // 4: jitgrant.v1.Review.time:type_name -> google.protobuf.Timestamp
+	32, // 2: jitgrant.v1.Decision.max_ttl:type_name -> google.protobuf.Duration
+	32, // 3: jitgrant.v1.Decision.pending_timeout:type_name -> google.protobuf.Duration
+	33, // 4: jitgrant.v1.Review.time:type_name -> google.protobuf.Timestamp
 	0,  // 5: jitgrant.v1.AccessRequest.state:type_name -> jitgrant.v1.State
 	2,  // 6: jitgrant.v1.AccessRequest.scopes:type_name -> jitgrant.v1.Scope
-	30, // 7: jitgrant.v1.AccessRequest.ttl:type_name -> google.protobuf.Duration
+	32, // 7: jitgrant.v1.AccessRequest.ttl:type_name -> google.protobuf.Duration
 	3,  // 8: jitgrant.v1.AccessRequest.factors:type_name -> jitgrant.v1.Factor
 	3,  // 9: jitgrant.v1.AccessRequest.missing:type_name -> jitgrant.v1.Factor
 	5,  // 10: jitgrant.v1.AccessRequest.reviews:type_name -> jitgrant.v1.Review
-	31, // 11: jitgrant.v1.AccessRequest.create_time:type_name -> google.protobuf.Timestamp
-	31, // 12: jitgrant.v1.AccessRequest.update_time:type_name -> google.protobuf.Timestamp
-	31, // 13: jitgrant.v1.AccessRequest.review_deadline:type_name -> google.protobuf.Timestamp
-	31, // 14: jitgrant.v1.AccessRequest.start_time:type_name -> google.protobuf.Timestamp
-	31, // 15: jitgrant.v1.AccessRequest.not_after:type_name -> google.protobuf.Timestamp
-	31, // 16: jitgrant.v1.AccessRequest.expiring_notified:type_name -> google.protobuf.Timestamp
-	2,  // 17: jitgrant.v1.CreateRequestRequest.scopes:type_name -> jitgrant.v1.Scope
-	30, // 18: jitgrant.v1.CreateRequestRequest.ttl:type_name -> google.protobuf.Duration
-	31, // 19: jitgrant.v1.CreateRequestRequest.start_time:type_name -> google.protobuf.Timestamp
-	6,  // 20: jitgrant.v1.CreateRequestResponse.request:type_name -> jitgrant.v1.AccessRequest
-	4,  // 21: jitgrant.v1.CreateRequestResponse.decision:type_name -> jitgrant.v1.Decision
-	0,  // 22: jitgrant.v1.ListRequestsRequest.states:type_name -> jitgrant.v1.State
-	6,  // 23: jitgrant.v1.ListRequestsResponse.requests:type_name -> jitgrant.v1.AccessRequest
-	6,  // 24: jitgrant.v1.ReviewResponse.request:type_name -> jitgrant.v1.AccessRequest
-	30, // 25: jitgrant.v1.RevokeGrantRequest.ack_timeout:type_name -> google.protobuf.Duration
-	6,  // 26: jitgrant.v1.RevokeGrantResponse.request:type_name -> jitgrant.v1.AccessRequest
-	6,  // 27: jitgrant.v1.FetchGrantResponse.request:type_name -> jitgrant.v1.AccessRequest
-	0,  // 28: jitgrant.v1.WatchRequestsRequest.states:type_name -> jitgrant.v1.State
-	6,  // 29: jitgrant.v1.RequestEvent.request:type_name -> jitgrant.v1.AccessRequest
-	31, // 30: jitgrant.v1.Revocation.not_after:type_name -> google.protobuf.Timestamp
-	26, // 31: jitgrant.v1.RevocationEvent.revoked:type_name -> jitgrant.v1.Revocation
-	31, // 32: jitgrant.v1.RevocationEvent.time:type_name -> google.protobuf.Timestamp
-	30, // 33: jitgrant.v1.RevocationEvent.heartbeat_interval:type_name -> google.protobuf.Duration
-	7,  // 34: jitgrant.v1.Issuer.CreateRequest:input_type -> jitgrant.v1.CreateRequestRequest
-	9,  // 35: jitgrant.v1.Issuer.GetRequest:input_type -> jitgrant.v1.GetRequestRequest
-	10, // 36: jitgrant.v1.Issuer.ListRequests:input_type -> jitgrant.v1.ListRequestsRequest
-	12, // 37: jitgrant.v1.Issuer.ApproveRequest:input_type -> jitgrant.v1.ReviewRequest
-	12, // 38: jitgrant.v1.Issuer.DenyRequest:input_type -> jitgrant.v1.ReviewRequest
-	14, // 39: jitgrant.v1.Issuer.CancelRequest:input_type -> jitgrant.v1.CancelRequestRequest
-	15, // 40: jitgrant.v1.Issuer.RevokeGrant:input_type -> jitgrant.v1.RevokeGrantRequest
-	17, // 41: jitgrant.v1.Issuer.FetchGrant:input_type -> jitgrant.v1.FetchGrantRequest
-	19, // 42: jitgrant.v1.Issuer.WatchRequests:input_type -> jitgrant.v1.WatchRequestsRequest
-	21, // 43: jitgrant.v1.Issuer.ExportAudit:input_type -> jitgrant.v1.ExportAuditRequest
-	23, // 44: jitgrant.v1.Issuer.WatchRevocations:input_type -> jitgrant.v1.WatchRevocationsRequest
-	28, // 45: jitgrant.v1.Issuer.ReportUse:input_type -> jitgrant.v1.ReportUseRequest
-	24, // 46: jitgrant.v1.Issuer.AckRevocations:input_type -> jitgrant.v1.AckRevocationsRequest
-	8,  // 47: jitgrant.v1.Issuer.CreateRequest:output_type -> jitgrant.v1.CreateRequestResponse
-	6,  // 48: jitgrant.v1.Issuer.GetRequest:output_type -> jitgrant.v1.AccessRequest
-	11, // 49: jitgrant.v1.Issuer.ListRequests:output_type -> jitgrant.v1.ListRequestsResponse
-	13, // 50: jitgrant.v1.Issuer.ApproveRequest:output_type -> jitgrant.v1.ReviewResponse
-	13, // 51: jitgrant.v1.Issuer.DenyRequest:output_type -> jitgrant.v1.ReviewResponse
-	6,  // 52: jitgrant.v1.Issuer.CancelRequest:output_type -> jitgrant.v1.AccessRequest
-	16, // 53: jitgrant.v1.Issuer.RevokeGrant:output_type -> jitgrant.v1.RevokeGrantResponse
-	18, // 54: jitgrant.v1.Issuer.FetchGrant:output_type -> jitgrant.v1.FetchGrantResponse
-	20, // 55: jitgrant.v1.Issuer.WatchRequests:output_type -> jitgrant.v1.RequestEvent
-	22, // 56: jitgrant.v1.Issuer.ExportAudit:output_type -> jitgrant.v1.ExportAuditChunk
-	27, // 57: jitgrant.v1.Issuer.WatchRevocations:output_type -> jitgrant.v1.RevocationEvent
-	29, // 58: jitgrant.v1.Issuer.ReportUse:output_type -> jitgrant.v1.ReportUseResponse
-	25, // 59: jitgrant.v1.Issuer.AckRevocations:output_type -> jitgrant.v1.AckRevocationsResponse
-	47, // [47:60] is the sub-list for method output_type
-	34, // [34:47] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	33, // 11: jitgrant.v1.AccessRequest.create_time:type_name -> google.protobuf.Timestamp
+	33, // 12: jitgrant.v1.AccessRequest.update_time:type_name -> google.protobuf.Timestamp
+	33, // 13: jitgrant.v1.AccessRequest.review_deadline:type_name -> google.protobuf.Timestamp
+	33, // 14: jitgrant.v1.AccessRequest.start_time:type_name -> google.protobuf.Timestamp
+	33, // 15: jitgrant.v1.AccessRequest.not_after:type_name -> google.protobuf.Timestamp
+	33, // 16: jitgrant.v1.AccessRequest.expiring_notified:type_name -> google.protobuf.Timestamp
+	7,  // 17: jitgrant.v1.AccessRequest.extensions:type_name -> jitgrant.v1.Extension
+	32, // 18: jitgrant.v1.Extension.ttl:type_name -> google.protobuf.Duration
+	5,  // 19: jitgrant.v1.Extension.reviews:type_name -> jitgrant.v1.Review
+	33, // 20: jitgrant.v1.Extension.create_time:type_name -> google.protobuf.Timestamp
+	33, // 21: jitgrant.v1.Extension.not_after:type_name -> google.protobuf.Timestamp
+	32, // 22: jitgrant.v1.ExtendGrantRequest.ttl:type_name -> google.protobuf.Duration
+	2,  // 23: jitgrant.v1.CreateRequestRequest.scopes:type_name -> jitgrant.v1.Scope
+	32, // 24: jitgrant.v1.CreateRequestRequest.ttl:type_name -> google.protobuf.Duration
+	33, // 25: jitgrant.v1.CreateRequestRequest.start_time:type_name -> google.protobuf.Timestamp
+	6,  // 26: jitgrant.v1.CreateRequestResponse.request:type_name -> jitgrant.v1.AccessRequest
+	4,  // 27: jitgrant.v1.CreateRequestResponse.decision:type_name -> jitgrant.v1.Decision
+	0,  // 28: jitgrant.v1.ListRequestsRequest.states:type_name -> jitgrant.v1.State
+	6,  // 29: jitgrant.v1.ListRequestsResponse.requests:type_name -> jitgrant.v1.AccessRequest
+	6,  // 30: jitgrant.v1.ReviewResponse.request:type_name -> jitgrant.v1.AccessRequest
+	32, // 31: jitgrant.v1.RevokeGrantRequest.ack_timeout:type_name -> google.protobuf.Duration
+	6,  // 32: jitgrant.v1.RevokeGrantResponse.request:type_name -> jitgrant.v1.AccessRequest
+	6,  // 33: jitgrant.v1.FetchGrantResponse.request:type_name -> jitgrant.v1.AccessRequest
+	0,  // 34: jitgrant.v1.WatchRequestsRequest.states:type_name -> jitgrant.v1.State
+	6,  // 35: jitgrant.v1.RequestEvent.request:type_name -> jitgrant.v1.AccessRequest
+	33, // 36: jitgrant.v1.Revocation.not_after:type_name -> google.protobuf.Timestamp
+	28, // 37: jitgrant.v1.RevocationEvent.revoked:type_name -> jitgrant.v1.Revocation
+	33, // 38: jitgrant.v1.RevocationEvent.time:type_name -> google.protobuf.Timestamp
+	32, // 39: jitgrant.v1.RevocationEvent.heartbeat_interval:type_name -> google.protobuf.Duration
+	9,  // 40: jitgrant.v1.Issuer.CreateRequest:input_type -> jitgrant.v1.CreateRequestRequest
+	11, // 41: jitgrant.v1.Issuer.GetRequest:input_type -> jitgrant.v1.GetRequestRequest
+	12, // 42: jitgrant.v1.Issuer.ListRequests:input_type -> jitgrant.v1.ListRequestsRequest
+	14, // 43: jitgrant.v1.Issuer.ApproveRequest:input_type -> jitgrant.v1.ReviewRequest
+	14, // 44: jitgrant.v1.Issuer.DenyRequest:input_type -> jitgrant.v1.ReviewRequest
+	16, // 45: jitgrant.v1.Issuer.CancelRequest:input_type -> jitgrant.v1.CancelRequestRequest
+	17, // 46: jitgrant.v1.Issuer.RevokeGrant:input_type -> jitgrant.v1.RevokeGrantRequest
+	19, // 47: jitgrant.v1.Issuer.FetchGrant:input_type -> jitgrant.v1.FetchGrantRequest
+	8,  // 48: jitgrant.v1.Issuer.ExtendGrant:input_type -> jitgrant.v1.ExtendGrantRequest
+	21, // 49: jitgrant.v1.Issuer.WatchRequests:input_type -> jitgrant.v1.WatchRequestsRequest
+	23, // 50: jitgrant.v1.Issuer.ExportAudit:input_type -> jitgrant.v1.ExportAuditRequest
+	25, // 51: jitgrant.v1.Issuer.WatchRevocations:input_type -> jitgrant.v1.WatchRevocationsRequest
+	30, // 52: jitgrant.v1.Issuer.ReportUse:input_type -> jitgrant.v1.ReportUseRequest
+	26, // 53: jitgrant.v1.Issuer.AckRevocations:input_type -> jitgrant.v1.AckRevocationsRequest
+	10, // 54: jitgrant.v1.Issuer.CreateRequest:output_type -> jitgrant.v1.CreateRequestResponse
+	6,  // 55: jitgrant.v1.Issuer.GetRequest:output_type -> jitgrant.v1.AccessRequest
+	13, // 56: jitgrant.v1.Issuer.ListRequests:output_type -> jitgrant.v1.ListRequestsResponse
+	15, // 57: jitgrant.v1.Issuer.ApproveRequest:output_type -> jitgrant.v1.ReviewResponse
+	15, // 58: jitgrant.v1.Issuer.DenyRequest:output_type -> jitgrant.v1.ReviewResponse
+	6,  // 59: jitgrant.v1.Issuer.CancelRequest:output_type -> jitgrant.v1.AccessRequest
+	18, // 60: jitgrant.v1.Issuer.RevokeGrant:output_type -> jitgrant.v1.RevokeGrantResponse
+	20, // 61: jitgrant.v1.Issuer.FetchGrant:output_type -> jitgrant.v1.FetchGrantResponse
+	6,  // 62: jitgrant.v1.Issuer.ExtendGrant:output_type -> jitgrant.v1.AccessRequest
+	22, // 63: jitgrant.v1.Issuer.WatchRequests:output_type -> jitgrant.v1.RequestEvent
+	24, // 64: jitgrant.v1.Issuer.ExportAudit:output_type -> jitgrant.v1.ExportAuditChunk
+	29, // 65: jitgrant.v1.Issuer.WatchRevocations:output_type -> jitgrant.v1.RevocationEvent
+	31, // 66: jitgrant.v1.Issuer.ReportUse:output_type -> jitgrant.v1.ReportUseResponse
+	27, // 67: jitgrant.v1.Issuer.AckRevocations:output_type -> jitgrant.v1.AckRevocationsResponse
+	54, // [54:68] is the sub-list for method output_type
+	40, // [40:54] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_issuer_proto_init() }
@@ -2353,7 +2548,7 @@ func file_issuer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_issuer_proto_rawDesc), len(file_issuer_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	Issuer_CancelRequest_FullMethodName    = "/jitgrant.v1.Issuer/CancelRequest"
 	Issuer_RevokeGrant_FullMethodName      = "/jitgrant.v1.Issuer/RevokeGrant"
 	Issuer_FetchGrant_FullMethodName       = "/jitgrant.v1.Issuer/FetchGrant"
+	Issuer_ExtendGrant_FullMethodName      = "/jitgrant.v1.Issuer/ExtendGrant"
 	Issuer_WatchRequests_FullMethodName    = "/jitgrant.v1.Issuer/WatchRequests"
 	Issuer_ExportAudit_FullMethodName      = "/jitgrant.v1.Issuer/ExportAudit"
 	Issuer_WatchRevocations_FullMethodName = "/jitgrant.v1.Issuer/WatchRevocations"
@@ -68,6 +69,12 @@ type IssuerClient interface {
 	// FetchGrant returns the certificate chain of an issued grant requested
 	// with a CSR.
 	FetchGrant(ctx context.Context, in *FetchGrantRequest, opts ...grpc.CallOption) (*FetchGrantResponse, error)
+	// ExtendGrant asks to push the caller's issued grant's end later. The
+	// rule's extend: block decides: refused (PermissionDenied), approved at
+	// once (the grant's not_after moves and it gets a new certificate with
+	// the same grant ID), or pending the rule's approvals (ApproveRequest and
+	// DenyRequest on the grant act on its pending extension).
+	ExtendGrant(ctx context.Context, in *ExtendGrantRequest, opts ...grpc.CallOption) (*AccessRequest, error)
 	// WatchRequests streams the requests the caller may see: first the
 	// current ones that match, then every change.
 	WatchRequests(ctx context.Context, in *WatchRequestsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RequestEvent], error)
@@ -170,6 +177,16 @@ func (c *issuerClient) FetchGrant(ctx context.Context, in *FetchGrantRequest, op
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(FetchGrantResponse)
 	err := c.cc.Invoke(ctx, Issuer_FetchGrant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *issuerClient) ExtendGrant(ctx context.Context, in *ExtendGrantRequest, opts ...grpc.CallOption) (*AccessRequest, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AccessRequest)
+	err := c.cc.Invoke(ctx, Issuer_ExtendGrant_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -283,6 +300,12 @@ type IssuerServer interface {
 	// FetchGrant returns the certificate chain of an issued grant requested
 	// with a CSR.
 	FetchGrant(context.Context, *FetchGrantRequest) (*FetchGrantResponse, error)
+	// ExtendGrant asks to push the caller's issued grant's end later. The
+	// rule's extend: block decides: refused (PermissionDenied), approved at
+	// once (the grant's not_after moves and it gets a new certificate with
+	// the same grant ID), or pending the rule's approvals (ApproveRequest and
+	// DenyRequest on the grant act on its pending extension).
+	ExtendGrant(context.Context, *ExtendGrantRequest) (*AccessRequest, error)
 	// WatchRequests streams the requests the caller may see: first the
 	// current ones that match, then every change.
 	WatchRequests(*WatchRequestsRequest, grpc.ServerStreamingServer[RequestEvent]) error
@@ -334,6 +357,9 @@ func (UnimplementedIssuerServer) RevokeGrant(context.Context, *RevokeGrantReques
 }
 func (UnimplementedIssuerServer) FetchGrant(context.Context, *FetchGrantRequest) (*FetchGrantResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FetchGrant not implemented")
+}
+func (UnimplementedIssuerServer) ExtendGrant(context.Context, *ExtendGrantRequest) (*AccessRequest, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExtendGrant not implemented")
 }
 func (UnimplementedIssuerServer) WatchRequests(*WatchRequestsRequest, grpc.ServerStreamingServer[RequestEvent]) error {
 	return status.Error(codes.Unimplemented, "method WatchRequests not implemented")
@@ -515,6 +541,24 @@ func _Issuer_FetchGrant_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Issuer_ExtendGrant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExtendGrantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IssuerServer).ExtendGrant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Issuer_ExtendGrant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IssuerServer).ExtendGrant(ctx, req.(*ExtendGrantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Issuer_WatchRequests_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchRequestsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -622,6 +666,10 @@ var Issuer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FetchGrant",
 			Handler:    _Issuer_FetchGrant_Handler,
+		},
+		{
+			MethodName: "ExtendGrant",
+			Handler:    _Issuer_ExtendGrant_Handler,
 		},
 		{
 			MethodName: "ReportUse",
