@@ -133,6 +133,12 @@ func evalCondition(prg cel.Program, req *Request) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return celBool(out)
+}
+
+// celBool reads a condition's result: anything but a plain true or false is
+// an error.
+func celBool(out ref.Val) (bool, error) {
 	switch out {
 	case types.True:
 		return true, nil

@@ -158,13 +158,7 @@ func evalExtend(prg cel.Program, req ExtendRequest) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	switch out {
-	case types.True:
-		return true, nil
-	case types.False:
-		return false, nil
-	}
-	return false, fmt.Errorf("result %v is not a bool", out)
+	return celBool(out)
 }
 
 // extendBlock parses a rule's extend: block.
