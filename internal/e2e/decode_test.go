@@ -2,17 +2,10 @@ package e2e
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/jitgrant/jitgrant/internal/jitd"
 	pb "github.com/jitgrant/jitgrant/proto/jitgrant/v1"
-	"github.com/jitgrant/jitgrant/verifier"
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
@@ -35,26 +28,6 @@ func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	*v.(*[]byte) = data.Materialize()
 	return nil
-}
-
-// conn returns a connection to the issuer API authenticated as who.
-func (e *env) conn(who string) *grpc.ClientConn {
-	e.t.Helper()
-	svid, err := x509svid.Load(filepath.Join(e.ids[who], "svid.pem"), filepath.Join(e.ids[who], "svid.key"))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	td := spiffeid.RequireTrustDomainFromString(trustDomain)
-	bundle, err := x509bundle.Load(td, filepath.Join(e.ids[who], "bundle.pem"))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	cc, err := grpc.NewClient(e.srv.Addr(), grpc.WithTransportCredentials(verifier.ClientCredentials(svid, bundle, tlsconfig.AuthorizeID(jitd.ServerID(td)))))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { cc.Close() })
-	return cc
 }
 
 // withBadString returns m's wire form followed by its string field name

@@ -311,9 +311,8 @@ func (e *env) exportAudit() *audit.Export {
 	return ex
 }
 
-// client returns an issuer API client authenticated as who, for tests that
-// drive the API directly.
-func (e *env) client(who string) pb.IssuerClient {
+// conn returns a connection to the issuer API authenticated as who.
+func (e *env) conn(who string) *grpc.ClientConn {
 	e.t.Helper()
 	svid, err := x509svid.Load(filepath.Join(e.ids[who], "svid.pem"), filepath.Join(e.ids[who], "svid.key"))
 	if err != nil {
@@ -324,11 +323,17 @@ func (e *env) client(who string) pb.IssuerClient {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	creds := verifier.ClientCredentials(svid, bundle, tlsconfig.AuthorizeID(jitd.ServerID(td)))
-	cc, err := grpc.NewClient(e.srv.Addr(), grpc.WithTransportCredentials(creds))
+	cc, err := grpc.NewClient(e.srv.Addr(), grpc.WithTransportCredentials(verifier.ClientCredentials(svid, bundle, tlsconfig.AuthorizeID(jitd.ServerID(td)))))
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { cc.Close() })
-	return pb.NewIssuerClient(cc)
+	return cc
+}
+
+// client returns an issuer API client authenticated as who, for tests that
+// drive the API directly.
+func (e *env) client(who string) pb.IssuerClient {
+	e.t.Helper()
+	return pb.NewIssuerClient(e.conn(who))
 }
